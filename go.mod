@@ -1,14 +1,18 @@
 module github.com/x0tta6bl4/x0t
 
-go 1.26
+go 1.26.0
 
-require golang.zx2c4.com/wireguard v0.0.0-20260522210424-ecfc5a8d5446
+require (
+	github.com/cloudflare/circl v1.6.5
+	golang.zx2c4.com/wireguard v0.0.0-20260522210424-ecfc5a8d5446
+)
 
 require (
 	github.com/google/btree v1.1.2 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/vishvananda/netlink v1.3.1 // indirect
 	github.com/vishvananda/netns v0.0.5 // indirect
+	golang.org/x/crypto v0.59.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/time v0.7.0 // indirect
