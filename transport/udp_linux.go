@@ -50,8 +50,9 @@ type UDPConn struct {
 	v6only bool // for AF_INET6: IPv4 peers can not be reached
 	closed atomic.Bool
 
-	txOffload    atomic.Bool // UDP_SEGMENT is in use
-	rxOffloadCap bool        // the kernel supports UDP_GRO; it is enabled on demand
+	txOffload atomic.Bool // UDP_SEGMENT is in use
+	groCap    atomic.Bool // the kernel supports UDP_GRO; it is switched on on demand
+	groOn     atomic.Bool // UDP_GRO is on
 
 	zones zoneCache
 
@@ -103,7 +104,7 @@ func newUDPConn(uc *net.UDPConn) (*UDPConn, error) {
 		_, err := unix.GetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 		c.txOffload.Store(err == nil)
 		_, err = unix.GetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_GRO)
-		c.rxOffloadCap = err == nil
+		c.groCap.Store(err == nil)
 	})
 	if err != nil {
 		return nil, err
@@ -137,13 +138,10 @@ func (c *UDPConn) Close() error {
 	return nil
 }
 
-// offload reports whether UDP_SEGMENT is in use and whether UDP_GRO is
-// supported by the kernel (it is switched on by the first big-buffer read)
-// and on.
+// offload reports whether UDP_SEGMENT is in use, whether the kernel supports
+// UDP_GRO, and whether it is on (the first big-buffer read switches it on).
 func (c *UDPConn) offload() (gso, groCap, groOn bool) {
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
-	return c.txOffload.Load(), c.rxOffloadCap, c.rd.gro
+	return c.txOffload.Load(), c.groCap.Load(), c.groOn.Load()
 }
 
 // disableGSO turns UDP_SEGMENT off for the conn, for good.
@@ -162,8 +160,6 @@ type readState struct {
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6
 	oob   []byte // oobSize per message
-
-	gro bool // UDP_GRO is on for the socket
 
 	// Per kernel message of the current read.
 	segs  []int // datagrams in it
@@ -243,11 +239,11 @@ func (c *UDPConn) ReadBatch(msgs []Message) (int, error) {
 		return s.drain(msgs), nil
 	}
 	big := len(msgs[0].Buf) >= MaxSegmentBuf
-	if big && !s.gro && c.rxOffloadCap {
+	if big && !c.groOn.Load() && c.groCap.Load() {
 		s.enableGRO()
 	}
 	switch {
-	case !s.gro:
+	case !c.groOn.Load():
 		return s.readDirect(msgs)
 	case big:
 		return s.readGRO(msgs)
@@ -262,10 +258,10 @@ func (s *readState) enableGRO() {
 		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
 	})
 	if err == nil && serr == nil {
-		s.gro = true
+		s.c.groOn.Store(true)
 		return
 	}
-	s.c.rxOffloadCap = false // do not try again
+	s.c.groCap.Store(false) // do not try again
 	slog.Debug("transport: UDP GRO refused by the kernel", "local", s.c.local, "err", errors.Join(err, serr))
 }
 
@@ -328,9 +324,11 @@ func (s *readState) readDirect(msgs []Message) (int, error) {
 // readGRO reads kernel messages into the leading big buffers and splits them
 // into consecutive msgs.
 func (s *readState) readGRO(msgs []Message) (int, error) {
-	// A kernel message holds at most maxGSOSegments datagrams, so reading
-	// len(msgs)/maxGSOSegments of them always fits; with fewer msgs than that,
-	// one message is read and what does not fit is kept in spill.
+	// GRO coalesces at most maxGSOSegments datagrams, so reading
+	// len(msgs)/maxGSOSegments kernel messages normally fits; with fewer msgs
+	// one is read. Whatever does not fit (also from a local sender whose GSO
+	// message carries more segments, which newer kernels allow) is kept in
+	// spill for the next call.
 	k := max(1, len(msgs)/maxGSOSegments)
 	k = min(k, len(s.hs))
 	for i := range k {

@@ -269,6 +269,9 @@ func TestGROSplit(t *testing.T) {
 		h.SetLen(unix.CmsgLen(2))
 		binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(seg))
 		if _, _, err := s.WriteMsgUDPAddrPort(buf, oob, b.LocalAddr()); err != nil {
+			if n > maxGSOSegments && errors.Is(err, syscall.EINVAL) {
+				return nil // an older kernel: at most 64 segments
+			}
 			t.Fatal(err)
 		}
 		return ms
@@ -294,6 +297,14 @@ func TestGROSplit(t *testing.T) {
 	sent = append(sent, outMsgs(b.LocalAddr(), 400, 77)...)
 	got = recvN(t, b, inMsgs(IdealBatchSize, IdealBatchSize, 0), len(sent))
 	check(t, got, from, sent)
+	// More segments than GRO makes, from a local GSO sender, with 128
+	// big buffers (so two kernel messages are read at once).
+	if sent = append(send(500, 120, 100), send(700, 120, 100)...); len(sent) > 0 {
+		got = recvN(t, b, inMsgs(IdealBatchSize, IdealBatchSize, 0), len(sent))
+		check(t, got, from, sent)
+	} else {
+		t.Log("kernel takes at most 64 segments per GSO send")
+	}
 }
 
 func TestMixedBatch(t *testing.T) {
