@@ -1,0 +1,239 @@
+package node
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/x0tta6bl4/x0t/handshake"
+	"github.com/x0tta6bl4/x0t/identity"
+	"github.com/x0tta6bl4/x0t/session"
+)
+
+// maxStaged bounds the packets held for a peer while its session comes up.
+const maxStaged = 128
+
+// Peer is another node we hold sessions with.
+//
+// Keypairs rotate as in WireGuard: current is used to send; previous still
+// receives what was in flight when current replaced it; next is a keypair we made
+// as responder, which becomes current once the initiator proves it has the keys
+// by sending on it.
+type Peer struct {
+	node    *Node
+	id      identity.NodeID
+	cert    *identity.Certificate
+	addrs   []netip.Addr // overlay host addresses, from the certificate
+	cookies *handshake.CookieGenerator
+
+	configured []netip.AddrPort // endpoints from the config
+	endpoint   atomic.Pointer[netip.AddrPort]
+
+	current atomic.Pointer[session.Keypair]
+	next    atomic.Pointer[session.Keypair] // written under mu; read lock-free by the inbound loop
+	kicked  atomic.Bool                     // a kick is queued for the control loop
+
+	mu       sync.Mutex
+	previous *session.Keypair
+	staged   [][]byte
+
+	// Handshake state, touched only by the handshake goroutine.
+	pending       *handshake.Initiator
+	pendingSentAt time.Time
+	attempts      int
+	nextEndpoint  int
+	lastHandshake atomic.Int64 // unix nanoseconds of the last completed handshake
+
+	lastSent atomic.Int64 // unix nanoseconds
+	lastRecv atomic.Int64
+
+	rxBytes, txBytes     atomic.Uint64
+	rxPackets, txPackets atomic.Uint64
+}
+
+func newPeer(n *Node, cert *identity.Certificate, endpoints []netip.AddrPort) *Peer {
+	p := &Peer{
+		node:       n,
+		id:         cert.ID(),
+		cert:       cert,
+		cookies:    handshake.NewCookieGenerator(cert.Keys.DH),
+		configured: endpoints,
+	}
+	for _, a := range cert.Addrs {
+		p.addrs = append(p.addrs, a.Addr())
+	}
+	if len(endpoints) > 0 {
+		ep := endpoints[0]
+		p.endpoint.Store(&ep)
+	}
+	return p
+}
+
+// Name returns the peer's certificate name.
+func (p *Peer) Name() string { return p.cert.Name }
+
+// ID returns the peer's node ID.
+func (p *Peer) ID() identity.NodeID { return p.id }
+
+// Endpoint returns where we currently send to the peer, if anywhere.
+func (p *Peer) Endpoint() (netip.AddrPort, bool) {
+	ep := p.endpoint.Load()
+	if ep == nil {
+		return netip.AddrPort{}, false
+	}
+	return *ep, true
+}
+
+// setEndpoint roams to the address an authenticated packet came from.
+func (p *Peer) setEndpoint(ap netip.AddrPort) {
+	if cur := p.endpoint.Load(); cur != nil && *cur == ap {
+		return
+	}
+	p.endpoint.Store(&ap)
+}
+
+// owns reports whether addr is one of the peer's overlay addresses: a peer may
+// only send packets from its own addresses (cryptokey routing).
+func (p *Peer) owns(addr netip.Addr) bool {
+	for _, a := range p.addrs {
+		if a == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// stage holds a copy of an outbound packet until the session is up.
+func (p *Peer) stage(pkt []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.staged) >= maxStaged {
+		return false
+	}
+	p.staged = append(p.staged, append([]byte(nil), pkt...))
+	return true
+}
+
+func (p *Peer) takeStaged() [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.staged
+	p.staged = nil
+	return s
+}
+
+// installInitiator makes a keypair from our own completed initiation current:
+// the responder already holds the keys. An unconfirmed responder keypair (both
+// sides initiated at once) stays receivable as previous, since the peer may
+// already be sending on it.
+func (p *Peer) installInitiator(kp *session.Keypair) (dropped []*session.Keypair) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.previous != nil {
+		dropped = append(dropped, p.previous)
+	}
+	if next := p.next.Load(); next != nil {
+		if cur := p.current.Load(); cur != nil {
+			dropped = append(dropped, cur)
+		}
+		p.previous = next
+		p.next.Store(nil)
+	} else {
+		p.previous = p.current.Load()
+	}
+	p.current.Store(kp)
+	return dropped
+}
+
+// installResponder holds a keypair we made as responder until it is confirmed.
+func (p *Peer) installResponder(kp *session.Keypair) (dropped []*session.Keypair) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if next := p.next.Load(); next != nil {
+		dropped = append(dropped, next)
+	}
+	p.next.Store(kp)
+	return dropped
+}
+
+// confirm promotes next to current when the first packet arrives on it. It
+// reports whether kp was next (then staged packets can go out).
+func (p *Peer) confirm(kp *session.Keypair) (promoted bool, dropped *session.Keypair) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.next.Load() != kp {
+		return false, nil
+	}
+	dropped = p.previous
+	p.previous = p.current.Load()
+	p.current.Store(kp)
+	p.next.Store(nil)
+	return true, dropped
+}
+
+// expire removes keypairs past their lifetime and returns them.
+func (p *Peer) expire(now time.Time) (dropped []*session.Keypair) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.previous != nil && p.previous.Expired(now) {
+		dropped = append(dropped, p.previous)
+		p.previous = nil
+	}
+	if next := p.next.Load(); next != nil && next.Expired(now) {
+		dropped = append(dropped, next)
+		p.next.Store(nil)
+	}
+	if cur := p.current.Load(); cur != nil && cur.Expired(now) {
+		dropped = append(dropped, cur)
+		p.current.Store(nil)
+	}
+	return dropped
+}
+
+// keypairs returns every keypair the peer holds.
+func (p *Peer) keypairs() []*session.Keypair {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*session.Keypair
+	for _, kp := range []*session.Keypair{p.current.Load(), p.previous, p.next.Load()} {
+		if kp != nil {
+			out = append(out, kp)
+		}
+	}
+	return out
+}
+
+// PeerStatus is a snapshot of one peer for status output.
+type PeerStatus struct {
+	Name          string
+	ID            string
+	Addrs         []netip.Addr
+	Endpoint      string
+	Up            bool // a current keypair exists
+	LastHandshake time.Time
+	RxBytes       uint64
+	TxBytes       uint64
+	RxPackets     uint64
+	TxPackets     uint64
+}
+
+func (p *Peer) status() PeerStatus {
+	st := PeerStatus{
+		Name:      p.cert.Name,
+		ID:        p.id.String(),
+		Addrs:     p.addrs,
+		Up:        p.current.Load() != nil,
+		RxBytes:   p.rxBytes.Load(),
+		TxBytes:   p.txBytes.Load(),
+		RxPackets: p.rxPackets.Load(),
+		TxPackets: p.txPackets.Load(),
+	}
+	if ep, ok := p.Endpoint(); ok {
+		st.Endpoint = ep.String()
+	}
+	if t := p.lastHandshake.Load(); t != 0 {
+		st.LastHandshake = time.Unix(0, t)
+	}
+	return st
+}

@@ -1,0 +1,98 @@
+package node
+
+import (
+	"errors"
+	"reflect"
+	"sync/atomic"
+
+	"github.com/x0tta6bl4/x0t/handshake"
+	"github.com/x0tta6bl4/x0t/identity"
+	"github.com/x0tta6bl4/x0t/session"
+	"github.com/x0tta6bl4/x0t/wire"
+)
+
+// Stats counts what the node did and, above all, what it refused and why. Every
+// dropped packet lands in exactly one Drop* or HS* counter.
+type Stats struct {
+	RxPackets atomic.Uint64 // authenticated data packets received
+	RxBytes   atomic.Uint64 // plaintext bytes delivered to the device
+	TxPackets atomic.Uint64 // data packets sent
+	TxBytes   atomic.Uint64 // plaintext bytes sent
+
+	HandshakesSent      atomic.Uint64 // initiations sent (including retries)
+	HandshakesCompleted atomic.Uint64 // sessions established, either role
+	CookiesSent         atomic.Uint64 // cookie replies sent while under load
+	Keepalives          atomic.Uint64 // keepalives sent
+
+	DropNoRoute        atomic.Uint64 // outbound packet for an address no peer owns
+	DropStageFull      atomic.Uint64 // outbound packet while the session was not up and the queue was full
+	DropUnknownSession atomic.Uint64 // data packet whose receiver index is unknown
+	DropAuth           atomic.Uint64 // data packet that failed AEAD authentication
+	DropReplay         atomic.Uint64 // data packet replayed or older than the window
+	DropExpired        atomic.Uint64 // data packet on an expired keypair
+	DropSpoofedSource  atomic.Uint64 // decrypted packet whose source address is not the peer's
+	DropMalformed      atomic.Uint64 // undecodable datagram or inner packet
+	DropQueueFull      atomic.Uint64 // handshake message dropped: the handshake queue was full
+	DropFragment       atomic.Uint64 // fragment inconsistent, over limits or expired
+
+	HSBadMAC           atomic.Uint64 // handshake message with a bad mac1
+	HSDecrypt          atomic.Uint64 // handshake message that does not authenticate (tampered or not for us)
+	HSCertWrongCA      atomic.Uint64 // initiator certificate from another CA
+	HSCertExpired      atomic.Uint64 // initiator certificate expired or not yet valid
+	HSCertSignature    atomic.Uint64 // initiator certificate with a broken signature half
+	HSCertRevoked      atomic.Uint64 // initiator certificate of a revoked node
+	HSCertOther        atomic.Uint64 // initiator certificate malformed
+	HSReplay           atomic.Uint64 // replayed initiation
+	HSFlood            atomic.Uint64 // initiations from one peer faster than the limit
+	HSUnexpected       atomic.Uint64 // response or cookie reply nobody waits for
+	HSMalformedMessage atomic.Uint64 // handshake message that does not decode
+}
+
+// Snapshot returns every counter by name.
+func (s *Stats) Snapshot() map[string]uint64 {
+	out := map[string]uint64{}
+	v := reflect.ValueOf(s).Elem()
+	for i := range v.NumField() {
+		out[v.Type().Field(i).Name] = v.Field(i).Addr().Interface().(*atomic.Uint64).Load()
+	}
+	return out
+}
+
+// countOpenError files a data packet that Open refused.
+func (s *Stats) countOpenError(err error) {
+	switch {
+	case errors.Is(err, session.ErrReplay):
+		s.DropReplay.Add(1)
+	case errors.Is(err, session.ErrExpired):
+		s.DropExpired.Add(1)
+	default:
+		s.DropAuth.Add(1)
+	}
+}
+
+// countHandshakeError files a refused handshake message by reason.
+func (s *Stats) countHandshakeError(err error) {
+	switch {
+	case errors.Is(err, handshake.ErrReplay):
+		s.HSReplay.Add(1)
+	case errors.Is(err, handshake.ErrFlood):
+		s.HSFlood.Add(1)
+	case errors.Is(err, identity.ErrCertWrongIssuer):
+		s.HSCertWrongCA.Add(1)
+	case errors.Is(err, identity.ErrCertExpired), errors.Is(err, identity.ErrCertNotYetValid):
+		s.HSCertExpired.Add(1)
+	case errors.Is(err, identity.ErrBadEd25519Signature), errors.Is(err, identity.ErrBadMLDSASignature):
+		s.HSCertSignature.Add(1)
+	case errors.Is(err, identity.ErrRevoked):
+		s.HSCertRevoked.Add(1)
+	case errors.Is(err, handshake.ErrCertificate):
+		s.HSCertOther.Add(1)
+	case errors.Is(err, handshake.ErrDecrypt), errors.Is(err, handshake.ErrWrongResponse):
+		s.HSDecrypt.Add(1)
+	case errors.Is(err, wire.ErrShort), errors.Is(err, wire.ErrMalformed), errors.Is(err, wire.ErrReserved),
+		errors.Is(err, wire.ErrType), errors.Is(err, handshake.ErrSuite):
+		s.HSMalformedMessage.Add(1)
+	default:
+		s.HSDecrypt.Add(1)
+	}
+}
