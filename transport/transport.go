@@ -24,7 +24,7 @@
 //     msghdr. If the kernel refuses (EIO: the egress device has no checksum
 //     offload, which GSO needs), GSO is switched off for the conn and the
 //     batch is resent without it; EINVAL/EMSGSIZE on a coalesced message (a
-//     segment larger than the path MTU) resends that batch without GSO.
+//     segment larger than the path MTU) resends just that run without GSO.
 //   - UDP GRO (the UDP_GRO socket option and control message): the kernel may
 //     hand over many datagrams of one flow as one buffer plus a segment size;
 //     ReadBatch splits them into consecutive Messages. A coalesced read can be

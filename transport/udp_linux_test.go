@@ -583,10 +583,10 @@ func TestGSOOverMTU(t *testing.T) {
 	}
 }
 
-// TestGSOWithoutChecksumOffload: kernels before 6.11 answer a GSO send with
-// EIO when the egress device has no checksum offload (a TUN device, say);
-// newer ones checksum in software. The EIO is injected here: the conn must
-// switch GSO off and send the batch without it.
+// TestGSOWithoutChecksumOffload: older kernels answer a GSO send with EIO
+// when the egress device has no checksum offload (a TUN device, say); newer
+// ones (6.18 here) checksum in software instead. So the EIO is injected: the
+// conn must switch GSO off and send the batch without it.
 func TestGSOWithoutChecksumOffload(t *testing.T) {
 	a, b := listen(t, "127.0.0.1:0"), listen(t, "127.0.0.1:0")
 	if gso, _, _ := a.offload(); !gso {
