@@ -379,6 +379,7 @@ func (n *Node) flushStaged(p *Peer, kp *session.Keypair, now time.Time) bool {
 		msgs = append(msgs, transport.Message{Buf: buf[:l], N: l, Addr: ep})
 		p.txPackets.Add(1)
 		p.txBytes.Add(uint64(len(pkt)))
+		n.stats.TxBytes.Add(uint64(len(pkt)))
 	}
 	n.stats.TxPackets.Add(uint64(len(msgs)))
 	p.lastSent.Store(now.UnixNano())

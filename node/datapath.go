@@ -59,6 +59,7 @@ func (n *Node) outboundLoop() error {
 func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 	peers := n.peers.Load()
 	o.msgs = o.msgs[:0]
+	var bytes uint64
 	for i := range k {
 		size := o.sizes[i]
 		pkt := o.bufs[i][offset : offset+size]
@@ -93,6 +94,7 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 		p.txPackets.Add(1)
 		p.txBytes.Add(uint64(size))
 		p.lastSent.Store(now.UnixNano())
+		bytes += uint64(size)
 		if kp.Initiator && kp.NeedsRekey(now) {
 			n.kick(p)
 		}
@@ -101,6 +103,7 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 		return
 	}
 	n.stats.TxPackets.Add(uint64(len(o.msgs)))
+	n.stats.TxBytes.Add(bytes)
 	if err := n.cfg.Conn.WriteBatch(o.msgs); err != nil && !closedErr(err) {
 		n.log.Debug("send failed", "err", err)
 	}
