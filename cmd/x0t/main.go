@@ -50,4 +50,3 @@ func (g *globalFlags) logger(level string) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("--log-format: %q: want text or json", g.logFormat)
 }
-
