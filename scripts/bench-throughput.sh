@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# scripts/bench-throughput.sh: iperf3 throughput and ping latency between two
+# network namespaces joined by a veth, over (a) the bare veth, (b) x0t with kernel
+# TUN, (c) wireguard-go; all measured in one run, interleaved.
+#
+# Usage: sudo scripts/bench-throughput.sh [--rounds N] [--duration S] [--only LIST] [--x0t PATH]
+#
+# Environment (flags win):
+#   ROUNDS=3        rounds; each round measures every cell once, variants alternating
+#   DURATION=5      seconds per iperf3 run (-t)
+#   ONLY=veth,x0t,wg   variants to run (e.g. ONLY=veth,wg while x0t does not build)
+#   X0T=path        x0t binary (default: go build -o bin/x0t ./cmd/x0t)
+#   WG_GO=path      wireguard-go binary (default: wireguard-go on PATH, else
+#                   bin/wireguard-go, else go install golang.zx2c4.com/wireguard@latest into bin/)
+#   WG_MTU=1440     wireguard-go interface MTU (see below)
+#   UDP_LEN=1400    UDP payload bytes (-l)
+#   PING_COUNT=200  echo requests per variant and round (5 ms apart)
+#
+# Cells: tcp1 = one TCP stream, tcp4 = four (-P 4), udp = UDP at full speed
+# (-u -b 0 -l UDP_LEN), all in Gbit/s as received; rtt = median ping RTT in µs.
+# Every cell is the median over the rounds. The last line is machine-readable:
+#   RATIO x0t/wireguard-go tcp1=0.93 tcp4=1.02 udp=0.88 rtt=1.10
+# (rtt is a ratio of latencies: lower is better for x0t; NA where not measured).
+#
+# Needs root, iproute2, iperf3, iputils-ping, procps; for wg also wireguard-tools
+# and Go (to build wireguard-go). Creates namespaces x0t-s<pid>-a/b and removes
+# them, and every process it started, on exit.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+ONLY=${ONLY:-veth,x0t,wg}
+X0T=${X0T:-}
+WG_GO=${WG_GO:-}
+# wg-quick's default of 1420 leaves room for an IPv6 underlay (80 bytes of
+# overhead). Our underlay is IPv4 (60 bytes), so 1440 is the largest MTU that
+# does not fragment on the 1500-byte veth, and it lets a 1400-byte UDP payload
+# (1428-byte packet) through whole: otherwise wireguard-go would be measured
+# fragmenting every UDP datagram and the baseline would look worse than it is.
+WG_MTU=${WG_MTU:-1440}
+UDP_LEN=${UDP_LEN:-1400}
+PING_COUNT=${PING_COUNT:-200}
+
+while (($#)); do
+	case $1 in
+	--rounds) ROUNDS=$2 && shift 2 ;;
+	--duration | -t) DURATION=$2 && shift 2 ;;
+	--only) ONLY=$2 && shift 2 ;;
+	--x0t) X0T=$2 && shift 2 ;;
+	-h | --help) usage && exit 0 ;;
+	*) usage >&2 && exit 2 ;;
+	esac
+done
+for v in ROUNDS DURATION WG_MTU UDP_LEN PING_COUNT; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || lib_die "$v must be a positive integer, not '${!v}'"
+done
+ONLY=${ONLY//wireguard-go/wg}
+for v in ${ONLY//,/ }; do
+	[[ $v == veth || $v == x0t || $v == wg ]] || lib_die "ONLY: unknown variant '$v' (veth, x0t, wg)"
+done
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+lib_need_root
+lib_need_cmd ip iperf3 ping ps awk timeout
+want wg && lib_need_cmd wg
+
+# ---------------------------------------------------------------- binaries
+if want x0t; then
+	if [[ -z $X0T ]]; then
+		[[ -d $repo/cmd/x0t ]] || lib_die "no ./cmd/x0t to build; set X0T=path or ONLY=veth,wg"
+		lib_log "building x0t: go build -o bin/x0t ./cmd/x0t"
+		(cd "$repo" && go build -o bin/x0t ./cmd/x0t)
+		X0T=$repo/bin/x0t
+	fi
+	[[ -x $X0T ]] || lib_die "X0T=$X0T is not an executable"
+fi
+if want wg; then
+	if [[ -z $WG_GO ]]; then
+		if command -v wireguard-go >/dev/null 2>&1; then
+			WG_GO=$(command -v wireguard-go)
+		elif [[ -x $repo/bin/wireguard-go ]]; then
+			WG_GO=$repo/bin/wireguard-go
+		else
+			lib_need_cmd go
+			lib_log "installing wireguard-go: go install golang.zx2c4.com/wireguard@latest (cached in bin/)"
+			mkdir -p "$repo/bin"
+			gobin=$(mktemp -d)
+			GOBIN=$gobin go install golang.zx2c4.com/wireguard@latest
+			# The module's command is called "wireguard"; give it its usual name.
+			mv "$gobin/wireguard" "$repo/bin/wireguard-go"
+			rmdir "$gobin"
+			WG_GO=$repo/bin/wireguard-go
+		fi
+	fi
+	[[ -x $WG_GO ]] || lib_die "WG_GO=$WG_GO is not an executable"
+fi
+
+# ---------------------------------------------------------------- topology
+lib_init
+lib_tmpdir
+T=$LIB_TMP
+lib_netns_add a
+lib_netns_add b
+NS_A=$(lib_ns_name a)
+NS_B=$(lib_ns_name b)
+lib_veth "$NS_A" 10.99.0.1/24 "$NS_B" 10.99.0.2/24
+
+declare -A ADDR=([veth]=10.99.0.2 [x0t]=100.64.0.2 [wg]=10.77.0.2)
+declare -A LABEL=([veth]=veth [x0t]=x0t [wg]=wireguard-go)
+declare -A MTU=([veth]=1500)
+declare -A INFO=()
+declare -A X0T_PID=() WG_PID=()
+VARIANTS=()
+want veth && VARIANTS+=(veth)
+want x0t && VARIANTS+=(x0t)
+want wg && VARIANTS+=(wg)
+
+# wait_ping NS ADDR SECONDS PID: poll until ADDR answers from NS; fail early if
+# the daemon PID died.
+wait_ping() {
+	local i
+	for ((i = 0; i < $3 * 5; i++)); do
+		ip netns exec "$1" ping -n -q -c 1 -W 0.2 "$2" >/dev/null 2>&1 && return 0
+		[[ -n ${4:-} ]] && ! lib_alive "$4" && return 1
+		sleep 0.2
+	done
+	return 1
+}
+
+link_mtu() { ip -n "$1" -o link show dev "$2" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p'; }
+
+# iperf3 server for every variant: it listens on all of b's addresses.
+lib_bg "$NS_B" "$T/iperf3-server.log" iperf3 -s
+IPERF_PID=$LIB_LAST_PID
+
+if want wg; then
+	wg_a=wgx$$a wg_b=wgx$$b # unique: wireguard-go's control socket path is global
+	for side in a b; do
+		ns=$(lib_ns_name "$side")
+		ifname=wgx$$$side
+		(umask 077 && wg genkey >"$T/wg-$side.key")
+		wg pubkey <"$T/wg-$side.key" >"$T/wg-$side.pub"
+		LIB_FILES+=("/var/run/wireguard/$ifname.sock") # left behind if it is SIGKILLed
+		# -f: stay in the foreground so that we hold its PID; the variable silences
+		# the "use the kernel module" banner.
+		lib_bg "$ns" "$T/wireguard-go-$side.log" env WG_PROCESS_FOREGROUND=1 "$WG_GO" -f "$ifname"
+		WG_PID[$side]=$LIB_LAST_PID
+	done
+	for ((i = 0; i < 100; i++)); do
+		[[ -S /var/run/wireguard/$wg_a.sock && -S /var/run/wireguard/$wg_b.sock ]] && break
+		sleep 0.05
+	done
+	ip netns exec "$NS_A" wg set "$wg_a" private-key "$T/wg-a.key" listen-port 51820 \
+		peer "$(cat "$T/wg-b.pub")" allowed-ips 10.77.0.2/32 endpoint 10.99.0.2:51820
+	ip netns exec "$NS_B" wg set "$wg_b" private-key "$T/wg-b.key" listen-port 51820 \
+		peer "$(cat "$T/wg-a.pub")" allowed-ips 10.77.0.1/32 endpoint 10.99.0.1:51820
+	ip -n "$NS_A" addr add 10.77.0.1/24 dev "$wg_a"
+	ip -n "$NS_B" addr add 10.77.0.2/24 dev "$wg_b"
+	ip -n "$NS_A" link set "$wg_a" mtu "$WG_MTU" up
+	ip -n "$NS_B" link set "$wg_b" mtu "$WG_MTU" up
+	if ! wait_ping "$NS_A" 10.77.0.2 10 "${WG_PID[a]}"; then
+		tail -n 20 "$T"/wireguard-go-*.log >&2 || true
+		lib_die "no ping over wireguard-go"
+	fi
+	MTU[wg]=$(link_mtu "$NS_A" "$wg_a")
+	INFO[wg]="$WG_GO ($(go version -m "$WG_GO" 2>/dev/null | awk '$1 == "mod" {print $3}' || true))"
+fi
+
+if want x0t; then
+	"$X0T" ca init --name bench --out "$T/ca" >"$T/x0t-ca.log" 2>&1 ||
+		{ cat "$T/x0t-ca.log" >&2; lib_die "x0t ca init failed"; }
+	n=0
+	for side in a b; do
+		n=$((n + 1))
+		"$X0T" cert sign --ca "$T/ca" --name "node-$side" --ip "100.64.0.$n/10" --out "$T/$side" >"$T/x0t-cert-$side.log" 2>&1 ||
+			{ cat "$T/x0t-cert-$side.log" >&2; lib_die "x0t cert sign failed"; }
+		for f in "$T/ca/ca.crt" "$T/$side/node.crt" "$T/$side/node.key"; do
+			[[ -s $f ]] || lib_die "x0t did not write $f"
+		done
+	done
+	for side in a b; do
+		if [[ $side == a ]]; then me=1 peer=b them=2; else me=2 peer=a them=1; fi
+		cat >"$T/x0t-$side.yaml" <<-EOF
+			listen: 10.99.0.$me:4242
+			ca: "$T/ca/ca.crt"
+			cert: "$T/$side/node.crt"
+			key: "$T/$side/node.key"
+			tun: x0t0
+			peers:
+			  - cert: "$T/$peer/node.crt"
+			    endpoints: [10.99.0.$them:4242]
+		EOF
+		lib_bg "$(lib_ns_name "$side")" "$T/x0t-$side.log" "$X0T" node up --config "$T/x0t-$side.yaml"
+		X0T_PID[$side]=$LIB_LAST_PID
+	done
+	if ! wait_ping "$NS_A" 100.64.0.2 30 "${X0T_PID[a]}" || ! wait_ping "$NS_B" 100.64.0.1 5 "${X0T_PID[b]}"; then
+		for side in a b; do
+			echo "--- x0t node $side:" >&2
+			tail -n 30 "$T/x0t-$side.log" >&2 || true
+		done
+		lib_die "no ping over x0t within 30 s"
+	fi
+	MTU[x0t]=$(link_mtu "$NS_A" x0t0)
+	INFO[x0t]=$X0T
+fi
+
+declare -A DEV=([veth]=veth0 [x0t]=x0t0 [wg]=wgx$$a)
+for v in "${VARIANTS[@]}"; do
+	# A figure is worthless if the traffic took another path (say, a stray route
+	# sending overlay addresses over the bare veth).
+	via=$(ip -n "$NS_A" route get "${ADDR[$v]}" | sed -n 's/.* dev \([^ ]*\).*/\1/p')
+	[[ $via == "${DEV[$v]}" ]] || lib_die "${ADDR[$v]} is routed via '$via', not ${DEV[$v]}"
+	if ((UDP_LEN + 28 > ${MTU[$v]:-0})); then
+		lib_log "warning: ${LABEL[$v]} MTU ${MTU[$v]:-?} < $((UDP_LEN + 28)): its UDP datagrams will be fragmented"
+	fi
+done
+
+# ---------------------------------------------------------------- measurements
+RESULTS=$T/results # lines: variant cell value
+
+# iperf_once VARIANT CELL: print the receiver's Gbit/s, or NA.
+iperf_once() {
+	local args=(-c "${ADDR[$1]}" -t "$DURATION" -J) out bps
+	case $2 in
+	tcp4) args+=(-P 4) ;;
+	udp) args+=(-u -b 0 -l "$UDP_LEN") ;;
+	esac
+	for _ in 1 2 3; do
+		# The server refuses a new test for a moment after a UDP flood ("server is
+		# busy"); retry then.
+		out=$(timeout $((DURATION + 30)) ip netns exec "$NS_A" iperf3 "${args[@]}" 2>&1) && break
+		sleep 1
+	done
+	# iperf3 -J is pretty-printed, one key per line: take end.sum_received, which
+	# for UDP too (iperf3 >= 3.1) counts what arrived, not what was sent.
+	bps=$(awk '/"sum_received":/ {f = 1} f && /"bits_per_second":/ {gsub(/[^0-9.eE+-]/, "", $2); print $2; exit}' <<<"$out")
+	if [[ -z $bps ]]; then
+		lib_log "iperf3 ${LABEL[$1]} $2 failed: $(grep -m1 '"error"' <<<"$out" || tail -n 1 <<<"$out")"
+		echo NA
+		return
+	fi
+	awk -v b="$bps" 'BEGIN {printf "%.3f\n", b / 1e9}'
+}
+
+# ping_once VARIANT: append per-packet RTTs in µs to RESULTS.
+ping_once() {
+	ip netns exec "$NS_A" ping -n -c "$PING_COUNT" -i 0.005 -W 1 "${ADDR[$1]}" 2>/dev/null |
+		awk -v v="$1" '/time=/ {sub(/.*time=/, ""); printf "%s rtt %.0f\n", v, $1 * 1000}' >>"$RESULTS" || true
+}
+
+CELLS=(tcp1 tcp4 udp)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+lib_log "measuring ${VARIANTS[*]}: $ROUNDS rounds x ${#CELLS[@]} iperf3 runs x ${DURATION}s per variant, plus ping"
+: >"$RESULTS"
+for ((r = 1; r <= ROUNDS; r++)); do
+	for c in "${CELLS[@]}"; do
+		line="round $r/$ROUNDS $c:"
+		for v in "${VARIANTS[@]}"; do
+			g=$(iperf_once "$v" "$c")
+			echo "$v $c $g" >>"$RESULTS"
+			line+=" ${LABEL[$v]}=$g"
+		done
+		lib_log "$line"
+	done
+	for v in "${VARIANTS[@]}"; do
+		ping_once "$v"
+	done
+done
+
+if want x0t; then
+	# The nodes must stop cleanly on SIGTERM and take their TUN with them.
+	for side in a b; do
+		rc=0
+		lib_stop "${X0T_PID[$side]}" 5 || rc=$?
+		left=$(ip -n "$(lib_ns_name "$side")" -o link show dev x0t0 2>/dev/null || true)
+		lib_log "x0t node $side stopped: exit status $rc${left:+; x0t0 still exists}"
+	done
+fi
+lib_stop "$IPERF_PID" 2 || true
+
+# ---------------------------------------------------------------- report
+# median VARIANT CELL: median of the numeric samples, or NA.
+median() {
+	awk -v v="$1" -v c="$2" '$1 == v && $2 == c && $3 != "NA" {print $3}' "$RESULTS" | sort -g |
+		awk '{a[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
+spread() {
+	awk -v v="$1" -v c="$2" '$1 == v && $2 == c && $3 != "NA" {print $3}' "$RESULTS" | sort -g |
+		awk '{a[NR] = $1} END {if (NR) printf "%s..%s", a[1], a[NR]}'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "NA" || b == "NA" || b == 0) print "NA"; else printf "%.2f\n", a / b}'; }
+fmt() { awk -v x="$1" -v d="$2" 'BEGIN {if (x == "NA") print "NA"; else printf "%.*f\n", d, x}'; }
+
+declare -A M=()
+for v in veth x0t wg; do
+	for c in "${CELLS[@]}" rtt; do
+		if want "$v"; then M[$v.$c]=$(median "$v" "$c"); else M[$v.$c]=NA; fi
+	done
+done
+
+echo
+echo "bench-throughput: $(uname -r), $(nproc) CPUs, $ROUNDS rounds, iperf3 -t $DURATION, UDP -l $UDP_LEN, ping x$PING_COUNT per round"
+# Other work on the machine skews everything; the load says how much there was.
+echo "load average: at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+for v in "${VARIANTS[@]}"; do
+	printf '  %-13s MTU %-5s %s\n' "${LABEL[$v]}" "${MTU[$v]:-?}" "${INFO[$v]:-}"
+done
+echo
+printf '%-14s %10s %10s %14s %10s\n' "" veth x0t wireguard-go x0t/wg
+for c in "${CELLS[@]}"; do
+	printf '%-14s %10s %10s %14s %10s\n' "$c Gbit/s" "$(fmt "${M[veth.$c]}" 2)" "$(fmt "${M[x0t.$c]}" 2)" \
+		"$(fmt "${M[wg.$c]}" 2)" "$(ratio "${M[x0t.$c]}" "${M[wg.$c]}")"
+done
+printf '%-14s %10s %10s %14s %10s\n' "rtt µs (med)" "$(fmt "${M[veth.rtt]}" 0)" "$(fmt "${M[x0t.rtt]}" 0)" \
+	"$(fmt "${M[wg.rtt]}" 0)" "$(ratio "${M[x0t.rtt]}" "${M[wg.rtt]}")"
+echo
+echo "samples (min..max over rounds):"
+for v in "${VARIANTS[@]}"; do
+	line="  ${LABEL[$v]}:"
+	for c in "${CELLS[@]}"; do line+=" $c $(spread "$v" "$c")"; done
+	line+=" rtt_us $(spread "$v" rtt)"
+	echo "$line"
+done
+echo
+for v in veth x0t wg; do
+	want "$v" || continue
+	echo "RESULT ${LABEL[$v]} tcp1=$(fmt "${M[$v.tcp1]}" 2) tcp4=$(fmt "${M[$v.tcp4]}" 2) udp=$(fmt "${M[$v.udp]}" 2) rtt_us=$(fmt "${M[$v.rtt]}" 0)"
+done
+echo "RATIO x0t/wireguard-go tcp1=$(ratio "${M[x0t.tcp1]}" "${M[wg.tcp1]}") tcp4=$(ratio "${M[x0t.tcp4]}" "${M[wg.tcp4]}") udp=$(ratio "${M[x0t.udp]}" "${M[wg.udp]}") rtt=$(ratio "${M[x0t.rtt]}" "${M[wg.rtt]}")"
