@@ -109,11 +109,17 @@ type partial struct {
 	started time.Time
 }
 
+// recentDone is how many completed messages the reassembler remembers, so that a
+// late duplicate fragment does not open a partial message that can never finish.
+const recentDone = 64
+
 // Reassembler rebuilds fragmented messages. It is not safe for concurrent use.
 type Reassembler struct {
 	limits   ReassemblyLimits
 	pending  map[reassemblyKey]*partial
 	perSrc   map[netip.AddrPort]int
+	done     [recentDone]reassemblyKey
+	doneNext int
 	Dropped  uint64 // fragments dropped: inconsistent, over limits, or expired
 	Complete uint64 // messages reassembled
 }
@@ -133,6 +139,11 @@ func (r *Reassembler) Add(src netip.AddrPort, f Fragment, now time.Time) []byte 
 		return append([]byte(nil), f.Chunk...)
 	}
 	k := reassemblyKey{src, f.MsgID}
+	for _, d := range r.done {
+		if d == k {
+			return nil // a duplicate of a message already delivered
+		}
+	}
 	p := r.pending[k]
 	if p != nil && now.Sub(p.started) > r.limits.Timeout {
 		r.remove(k)
@@ -164,6 +175,8 @@ func (r *Reassembler) Add(src netip.AddrPort, f Fragment, now time.Time) []byte 
 		return nil
 	}
 	r.remove(k)
+	r.done[r.doneNext] = k
+	r.doneNext = (r.doneNext + 1) % recentDone
 	r.Complete++
 	return p.buf
 }
