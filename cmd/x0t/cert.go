@@ -15,7 +15,7 @@ import (
 	"github.com/x0tta6bl4/x0t/identity"
 )
 
-func certCmd(g *globalFlags) *cobra.Command {
+func certCmd() *cobra.Command {
 	cert := &cobra.Command{Use: "cert", Short: "Node certificates"}
 	cert.AddCommand(certSignCmd(), certShowCmd())
 	return cert
@@ -87,19 +87,42 @@ func certSignCmd() *cobra.Command {
 
 func certShowCmd() *cobra.Command {
 	var asJSON bool
+	var caPath string
 	cmd := &cobra.Command{
 		Use:   "show FILE",
-		Short: "Print a certificate",
+		Short: "Print a certificate (and with --ca, verify it: both CA signatures and the validity period)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := identity.ReadCertificate(args[0])
 			if err != nil {
 				return err
 			}
-			return printCert(cmd.OutOrStdout(), c, asJSON)
+			if err := printCert(cmd.OutOrStdout(), c, asJSON); err != nil {
+				return err
+			}
+			if caPath == "" {
+				return nil
+			}
+			ca, err := identity.ReadCertificate(caPath)
+			if err != nil {
+				return err
+			}
+			if c.Kind == identity.KindCA {
+				err = c.VerifySelfSigned(time.Now())
+			} else {
+				err = c.Verify(ca, time.Now())
+			}
+			if err != nil {
+				return fmt.Errorf("certificate does not verify against %s: %w", caPath, err)
+			}
+			if !asJSON {
+				fmt.Fprintf(cmd.OutOrStdout(), "Verified:     both signatures valid, within validity (CA %s)\n", caPath)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&caPath, "ca", "", "CA certificate to verify against (exit status 1 if it does not verify)")
 	return cmd
 }
 
