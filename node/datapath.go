@@ -11,6 +11,7 @@ import (
 	"github.com/x0tta6bl4/x0t/session"
 	"github.com/x0tta6bl4/x0t/transport"
 	"github.com/x0tta6bl4/x0t/wire"
+	"golang.zx2c4.com/wireguard/tun"
 )
 
 // offset is where packets start in the loops' buffers: room for the data header
@@ -43,10 +44,14 @@ func (n *Node) outboundLoop() error {
 	for {
 		k, err := n.cfg.Device.Read(o.bufs, o.sizes, offset)
 		if err != nil {
-			if n.isClosed() || closedErr(err) {
+			switch {
+			case n.isClosed() || closedErr(err):
 				return nil
-			}
-			if k == 0 {
+			case errors.Is(err, tun.ErrTooManySegments):
+				// A TSO super-packet needed more buffers than a batch has: it is
+				// lost (TCP resends it), the device is fine.
+				n.stats.DropMalformed.Add(1)
+			case k == 0:
 				return fmt.Errorf("node: device read: %w", err)
 			}
 		}

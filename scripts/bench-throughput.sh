@@ -12,7 +12,7 @@
 #   X0T=path        x0t binary (default: go build -o bin/x0t ./cmd/x0t)
 #   WG_GO=path      wireguard-go binary (default: wireguard-go on PATH, else
 #                   bin/wireguard-go, else go install golang.zx2c4.com/wireguard@latest into bin/)
-#   WG_MTU=1440     wireguard-go interface MTU (see below)
+#   WG_MTU=1440     MTU of both tunnels, wireguard-go's and x0t's (see below)
 #   UDP_LEN=1400    UDP payload bytes (-l)
 #   PING_COUNT=200  echo requests per variant and round (5 ms apart)
 #
@@ -43,6 +43,7 @@ WG_GO=${WG_GO:-}
 # does not fragment on the 1500-byte veth, and it lets a 1400-byte UDP payload
 # (1428-byte packet) through whole: otherwise wireguard-go would be measured
 # fragmenting every UDP datagram and the baseline would look worse than it is.
+# x0t's per-packet overhead is the same (32 bytes), so it gets the same MTU.
 WG_MTU=${WG_MTU:-1440}
 UDP_LEN=${UDP_LEN:-1400}
 PING_COUNT=${PING_COUNT:-200}
@@ -192,6 +193,7 @@ if want x0t; then
 			cert: "$T/$side/node.crt"
 			key: "$T/$side/node.key"
 			tun: x0t0
+			mtu: $WG_MTU
 			peers:
 			  - cert: "$T/$peer/node.crt"
 			    endpoints: [10.99.0.$them:4242]
