@@ -243,6 +243,9 @@ func (n *Node) Get(ctx context.Context, to *Node, v6 bool) ([]byte, error) {
 
 // Ping sends one ICMP echo to the node's overlay address and returns the RTT.
 func (n *Node) Ping(ctx context.Context, to *Node, v6 bool, seq int) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	conn, err := n.Stack.Net().DialPingAddr(n.Addr(v6), to.Addr(v6))
 	if err != nil {
 		return 0, fmt.Errorf("lab: ping socket: %w", err)
