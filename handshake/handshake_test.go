@@ -342,8 +342,8 @@ func FuzzConsume(f *testing.F) {
 
 func BenchmarkHandshake(b *testing.B) {
 	m := newMesh(b)
-	i := m.node(b, "i", "100.64.0.1/10", 24*time.Hour)
-	r := m.node(b, "r", "100.64.0.2/10", 24*time.Hour)
+	i := m.node(b, "i", "100.64.0.1/10", 300*24*time.Hour)
+	r := m.node(b, "r", "100.64.0.2/10", 300*24*time.Hour)
 	// Advance the clock per message so the replay and flood checks never fire.
 	step := func() { m.now = m.now.Add(time.Second) }
 
