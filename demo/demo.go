@@ -73,7 +73,7 @@ func Run(ctx context.Context, w io.Writer, opt Options) error {
 		fmt.Fprintf(w, "  FAILED: %v\n", err)
 	}
 
-	fmt.Fprintf(w, "Ping over the overlay (%d echo requests per pair)\n", opt.Pings)
+	fmt.Fprintf(w, "Ping over the overlay (%d UDP echo round trips per pair and family)\n", opt.Pings)
 	for _, a := range nodes {
 		for _, b := range nodes {
 			if a == b {

@@ -5,6 +5,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -21,9 +22,6 @@ import (
 	"github.com/x0tta6bl4/x0t/node"
 	"github.com/x0tta6bl4/x0t/overlay"
 	"github.com/x0tta6bl4/x0t/transport"
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // Mesh is a CA and the nodes it certified.
@@ -31,6 +29,11 @@ type Mesh struct {
 	CA     *identity.Certificate
 	caKey  *identity.SigningKey
 	Logger *slog.Logger
+	// Now is the nodes' clock (nil: time.Now); tests move it to reach rekey and
+	// keepalive deadlines without waiting.
+	Now func() time.Time
+	// Keepalive is the nodes' persistent keepalive interval (0: none).
+	Keepalive time.Duration
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -142,9 +145,13 @@ func (n *Node) Start(peers ...*Node) error {
 	}
 	n.Node, err = node.New(node.Config{
 		Key: n.Key, Cert: n.Cert, Trust: trust, Device: n.Stack.Device(), Conn: n.Conn,
-		Peers: pcs, Logger: n.mesh.Logger,
+		Peers: pcs, Logger: n.mesh.Logger, Now: n.mesh.Now, Keepalive: n.mesh.Keepalive,
 	})
 	if err != nil {
+		n.Stack.Close()
+		return err
+	}
+	if err := n.serveEcho(); err != nil {
 		n.Stack.Close()
 		return err
 	}
@@ -241,46 +248,60 @@ func (n *Node) Get(ctx context.Context, to *Node, v6 bool) ([]byte, error) {
 	return io.ReadAll(resp.Body)
 }
 
-// Ping sends one ICMP echo to the node's overlay address and returns the RTT.
+// EchoPort is where every lab node answers UDP echo (RFC 862).
+const EchoPort = 7
+
+// serveEcho answers UDP echo on both overlay addresses until the stack closes.
+func (n *Node) serveEcho() error {
+	for _, v6 := range []bool{false, true} {
+		conn, err := n.Stack.Net().ListenUDPAddrPort(netip.AddrPortFrom(n.Addr(v6), EchoPort))
+		if err != nil {
+			return fmt.Errorf("lab: echo server: %w", err)
+		}
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				k, from, err := conn.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				conn.WriteTo(buf[:k], from)
+			}
+		}()
+	}
+	return nil
+}
+
+// Ping measures one round trip through the overlay to the node's UDP echo
+// service. (ICMP through wireguard-go's netstack PingConn is not used: its Read
+// waits for a wake-up without first looking for a reply already queued, so fast
+// replies are missed.)
 func (n *Node) Ping(ctx context.Context, to *Node, v6 bool, seq int) (time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	conn, err := n.Stack.Net().DialPingAddr(n.Addr(v6), to.Addr(v6))
+	conn, err := n.Stack.Net().DialUDPAddrPort(netip.AddrPortFrom(n.Addr(v6), 0), netip.AddrPortFrom(to.Addr(v6), EchoPort))
 	if err != nil {
 		return 0, fmt.Errorf("lab: ping socket: %w", err)
 	}
 	defer conn.Close()
-	var typ icmp.Type = ipv4.ICMPTypeEcho
-	proto := 1
-	if v6 {
-		typ, proto = ipv6.ICMPTypeEchoRequest, 58
-	}
-	echo := &icmp.Echo{ID: 0x0f0, Seq: seq, Data: []byte("x0tta6bl4 lab ping")}
-	req, err := (&icmp.Message{Type: typ, Body: echo}).Marshal(nil)
-	if err != nil {
-		return 0, err
-	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(5 * time.Second)
 	}
 	conn.SetReadDeadline(deadline)
+	msg := fmt.Appendf(nil, "x0tta6bl4 lab ping %d", seq)
 	start := time.Now()
-	if _, err := conn.Write(req); err != nil {
+	if _, err := conn.Write(msg); err != nil {
 		return 0, fmt.Errorf("lab: ping: %w", err)
 	}
-	buf := make([]byte, 1500)
+	buf := make([]byte, 2048)
 	for {
 		k, err := conn.Read(buf)
 		if err != nil {
 			return 0, fmt.Errorf("lab: ping %s: %w", to.Addr(v6), err)
 		}
-		m, err := icmp.ParseMessage(proto, buf[:k])
-		if err != nil {
-			continue
-		}
-		if r, ok := m.Body.(*icmp.Echo); ok && r.Seq == seq {
+		if bytes.Equal(buf[:k], msg) {
 			return time.Since(start), nil
 		}
 	}

@@ -13,7 +13,6 @@ import (
 
 // controlLoop owns handshakes and timers.
 func (n *Node) controlLoop() error {
-	ra := wire.NewReassembler(wire.DefaultReassemblyLimits)
 	ticker := time.NewTicker(tickInterval)
 	defer ticker.Stop()
 	lastUnknownKick := map[netip.AddrPort]time.Time{}
@@ -29,8 +28,8 @@ func (n *Node) controlLoop() error {
 		select {
 		case <-n.closed:
 			return nil
-		case m := <-n.hsQueue:
-			n.handleHandshakeMsg(ra, m)
+		case m := <-n.work:
+			n.handleHandshakeMsg(m)
 		case p := <-n.kicks:
 			p.kicked.Store(false)
 			n.service(p, n.now())
@@ -50,7 +49,6 @@ func (n *Node) controlLoop() error {
 			}
 		case <-ticker.C:
 			now := n.now()
-			ra.Expire(now)
 			for _, p := range n.peers.Load().byID {
 				n.timers(p, now)
 			}
@@ -59,6 +57,21 @@ func (n *Node) controlLoop() error {
 			}
 		}
 	}
+}
+
+// rekeyJitter spreads rekeys over a few seconds, so that when both sides hold
+// keypairs they initiated (after both started handshakes at once), one of them
+// rekeys first and the other follows its lead instead of rekeying too.
+const rekeyJitter = 4 * time.Second
+
+// rekeyDue reports whether we should replace kp, a keypair we initiated: it is
+// old (by RekeyAfterTime less a per-keypair jitter) or has sent many packets.
+func rekeyDue(kp *session.Keypair, now time.Time) bool {
+	if !kp.Initiator {
+		return false
+	}
+	jitter := time.Duration(kp.LocalIndex%1000) * rekeyJitter / 1000
+	return kp.NeedsRekey(now.Add(jitter))
 }
 
 // usable reports whether kp can carry data now.
@@ -70,10 +83,8 @@ func usable(kp *session.Keypair, now time.Time) bool {
 // handshake if needed, and send staged packets once a session is up.
 func (n *Node) service(p *Peer, now time.Time) {
 	kp := p.current.Load()
-	if !usable(kp, now) || (kp.Initiator && kp.NeedsRekey(now)) {
-		if p.pending == nil {
-			n.initiate(p, now)
-		}
+	if (!usable(kp, now) || rekeyDue(kp, now)) && p.pending == nil && !p.freshNext(now) {
+		n.initiate(p, now)
 	}
 	if usable(kp, now) {
 		n.flushStaged(p, kp, now)
@@ -99,15 +110,18 @@ func (n *Node) timers(p *Peer, now time.Time) {
 		}
 		return
 	}
+	// A fresh responder keypair awaits the initiator's first packet: the peer is
+	// rekeying, so we need not.
+	if p.freshNext(now) {
+		return
+	}
 	switch {
 	case kp == nil:
-		// A fresh responder keypair awaits the initiator's first packet: give it
-		// time before starting a handshake of our own.
-		if next := p.next.Load(); hasEndpoint && (next == nil || now.Sub(next.Created) >= retransmitMax) {
+		if hasEndpoint {
 			n.initiate(p, now)
 		}
 		return
-	case kp.Initiator && kp.NeedsRekey(now):
+	case rekeyDue(kp, now):
 		n.initiate(p, now)
 		return
 	case !kp.Initiator && now.Sub(kp.Created) >= session.RekeyAfterTime+responderRekeyDelay:
@@ -186,66 +200,21 @@ func (n *Node) sendFragmented(msg []byte, to netip.AddrPort) {
 	}
 }
 
-// underLoad reports whether handshake messages arrive faster than we process
-// them; then we demand cookies before doing any public-key work.
-func (n *Node) underLoad() bool { return len(n.hsQueue) >= hsQueueLen/8 }
-
-func (n *Node) handleHandshakeMsg(ra *wire.Reassembler, m inboundMsg) {
+// handleHandshakeMsg runs a complete handshake message that the front stage
+// admitted (see front.go).
+func (n *Node) handleHandshakeMsg(m inboundMsg) {
 	now := n.now()
-	msg := m.data
-	if wire.PacketType(msg) == wire.TypeFragment {
-		f, err := wire.ParseFragment(msg)
-		if err != nil {
-			n.stats.DropFragment.Add(1)
-			return
-		}
-		before := ra.Dropped
-		msg = ra.Add(m.src, f, now)
-		n.stats.DropFragment.Add(ra.Dropped - before)
-		if msg == nil {
-			return
-		}
-	}
-	switch wire.PacketType(msg) {
+	switch wire.PacketType(m.data) {
 	case wire.TypeInitiation:
-		n.handleInitiation(msg, m.src, now)
+		n.handleInitiation(m.data, m.src, now)
 	case wire.TypeResponse:
-		n.handleResponse(msg, m.src, now)
+		n.handleResponse(m.data, m.src, now)
 	case wire.TypeCookieReply:
-		n.handleCookieReply(msg, now)
-	default:
-		n.stats.HSMalformedMessage.Add(1)
+		n.handleCookieReply(m.data, now)
 	}
-}
-
-// checkMACs applies the DoS defences common to initiations and responses. It
-// returns false when the message must not be processed further.
-func (n *Node) checkMACs(msg []byte, src netip.AddrPort, now time.Time) bool {
-	if err := n.hs.Cookies().CheckMAC1(msg); err != nil {
-		n.stats.HSBadMAC.Add(1)
-		return false
-	}
-	if !n.underLoad() {
-		return true
-	}
-	if err := n.hs.Cookies().CheckMAC2(msg, src, now); err == nil {
-		return true
-	}
-	reply, err := n.hs.Cookies().MakeReply(msg, src, now)
-	if err != nil {
-		return false
-	}
-	n.stats.CookiesSent.Add(1)
-	if err := n.cfg.Conn.WriteBatch([]transport.Message{{Buf: reply, N: len(reply), Addr: src}}); err != nil && !closedErr(err) {
-		n.log.Debug("sending cookie reply", "err", err)
-	}
-	return false
 }
 
 func (n *Node) handleInitiation(msg []byte, src netip.AddrPort, now time.Time) {
-	if !n.checkMACs(msg, src, now) {
-		return
-	}
 	inc, err := n.hs.Consume(msg)
 	if err != nil {
 		n.stats.countHandshakeError(err)
@@ -286,10 +255,6 @@ func (n *Node) handleInitiation(msg []byte, src netip.AddrPort, now time.Time) {
 }
 
 func (n *Node) handleResponse(msg []byte, src netip.AddrPort, now time.Time) {
-	if len(msg) < 12 {
-		n.stats.HSMalformedMessage.Add(1)
-		return
-	}
 	r, err := wire.ParseResponse(msg)
 	if err != nil {
 		n.stats.HSMalformedMessage.Add(1)
@@ -301,9 +266,6 @@ func (n *Node) handleResponse(msg []byte, src netip.AddrPort, now time.Time) {
 		return
 	}
 	p := e.peer
-	if !n.checkMACs(msg, src, now) {
-		return
-	}
 	keys, err := e.init.Finish(msg)
 	if err != nil {
 		n.stats.countHandshakeError(err)

@@ -100,7 +100,7 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 		p.txBytes.Add(uint64(size))
 		p.lastSent.Store(now.UnixNano())
 		bytes += uint64(size)
-		if kp.Initiator && kp.NeedsRekey(now) {
+		if rekeyDue(kp, now) {
 			n.kick(p)
 		}
 	}
@@ -162,7 +162,7 @@ func (n *Node) openBatch(in *inbound, k int, now time.Time) {
 			}
 		case wire.TypeFragment, wire.TypeInitiation, wire.TypeResponse, wire.TypeCookieReply:
 			select {
-			case n.hsQueue <- inboundMsg{data: append([]byte(nil), b...), src: m.Addr}:
+			case n.front <- inboundMsg{data: append([]byte(nil), b...), src: m.Addr}:
 			default:
 				n.stats.DropQueueFull.Add(1)
 			}
@@ -232,12 +232,7 @@ func (n *Node) openData(in *inbound, b []byte, m *transport.Message, now time.Ti
 // confirm handles the first packet on a responder keypair: it becomes current,
 // and packets that waited for it go out.
 func (n *Node) confirm(p *Peer, kp *session.Keypair) {
-	promoted, dropped := p.confirm(kp)
-	if !promoted {
-		return
+	if p.confirm(kp) {
+		n.kick(p) // the control loop flushes staged packets
 	}
-	if dropped != nil {
-		n.index.remove(dropped.LocalIndex)
-	}
-	n.kick(p) // the control loop flushes staged packets
 }

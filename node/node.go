@@ -1,11 +1,12 @@
 // Package node is the x0t agent's data plane: it joins an overlay device and an
 // underlay transport with the handshake and sessions.
 //
-// Three goroutines do the work. The outbound loop reads batches of packets from
+// Four goroutines do the work. The outbound loop reads batches of packets from
 // the device, finds each one's peer by destination address, seals it in place
 // and sends the batch. The inbound loop reads batches of datagrams, opens data
 // packets in place and writes them to the device in a batch; handshake messages
-// it hands to the control loop. The control loop runs every handshake and timer
+// it hands to the front stage, which reassembles them and applies the DoS
+// defences (front.go). The control loop runs every handshake and timer
 // (retransmission, rekey, keepalive, expiry), so handshake state has one owner
 // and the two packet loops never wait on public-key crypto.
 package node
@@ -57,7 +58,6 @@ const (
 	passiveKeepalive    = 10 * time.Second // answer received data with a keepalive after this much silence
 	newHandshakeAfter   = 15 * time.Second // sent data but heard nothing for this long: re-handshake
 	responderRekeyDelay = 10 * time.Second // the responder rekeys only if the initiator did not
-	hsQueueLen          = 1024
 	unknownKickInterval = time.Second
 )
 
@@ -74,7 +74,8 @@ type Node struct {
 	peers   atomic.Pointer[peerTable]
 	index   *indexTable
 
-	hsQueue chan inboundMsg
+	front   chan inboundMsg // handshake datagrams from the inbound loop
+	work    chan inboundMsg // admitted handshake messages for the control loop
 	kicks   chan *Peer
 	unknown chan netip.AddrPort
 
@@ -127,7 +128,8 @@ func New(cfg Config) (*Node, error) {
 		suite:   cfg.Suite,
 		mtu:     mtu,
 		index:   newIndexTable(),
-		hsQueue: make(chan inboundMsg, hsQueueLen),
+		front:   make(chan inboundMsg, frontQueueLen),
+		work:    make(chan inboundMsg, workQueueLen),
 		kicks:   make(chan *Peer, 256),
 		unknown: make(chan netip.AddrPort, 64),
 		closed:  make(chan struct{}),
@@ -244,8 +246,8 @@ func (n *Node) Run(ctx context.Context) error {
 	if !n.started.CompareAndSwap(false, true) {
 		return errors.New("node: already running")
 	}
-	errc := make(chan error, 3)
-	loops := []func() error{n.outboundLoop, n.inboundLoop, n.controlLoop}
+	loops := []func() error{n.outboundLoop, n.inboundLoop, n.frontLoop, n.controlLoop}
+	errc := make(chan error, len(loops))
 	for _, loop := range loops {
 		n.wg.Add(1)
 		go func() {

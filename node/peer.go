@@ -16,10 +16,11 @@ const maxStaged = 128
 
 // Peer is another node we hold sessions with.
 //
-// Keypairs rotate as in WireGuard: current is used to send; previous still
-// receives what was in flight when current replaced it; next is a keypair we made
-// as responder, which becomes current once the initiator proves it has the keys
-// by sending on it.
+// current is the keypair we send on. next is a keypair we made as responder: it
+// becomes current once the initiator proves it holds the keys by sending on it.
+// Every keypair stays receivable (in recv and the index table) until it expires
+// or maxKeypairs newer ones exist, because during a rekey, and above all when
+// both sides rekey at once, the peer may still be sending on any of them.
 type Peer struct {
 	node    *Node
 	id      identity.NodeID
@@ -34,9 +35,9 @@ type Peer struct {
 	next    atomic.Pointer[session.Keypair] // written under mu; read lock-free by the inbound loop
 	kicked  atomic.Bool                     // a kick is queued for the control loop
 
-	mu       sync.Mutex
-	previous *session.Keypair
-	staged   [][]byte
+	mu     sync.Mutex
+	recv   []*session.Keypair // every live keypair, oldest first
+	staged [][]byte
 
 	// Handshake state, touched only by the handshake goroutine.
 	pending       *handshake.Initiator
@@ -112,6 +113,7 @@ func (p *Peer) stage(pkt []byte) bool {
 		return false
 	}
 	p.staged = append(p.staged, append([]byte(nil), pkt...))
+	p.node.stats.Staged.Add(1)
 	return true
 }
 
@@ -123,85 +125,84 @@ func (p *Peer) takeStaged() [][]byte {
 	return s
 }
 
+// maxKeypairs bounds the keypairs held per peer. A simultaneous rekey by both
+// sides needs four: each side's old and new initiator keypair.
+const maxKeypairs = 5
+
+// add records kp as receivable and returns keypairs pushed out by the bound.
+func (p *Peer) add(kp *session.Keypair) (dropped []*session.Keypair) {
+	p.recv = append(p.recv, kp)
+	for len(p.recv) > maxKeypairs {
+		old := p.recv[0]
+		p.recv = p.recv[1:]
+		if old == p.current.Load() || old == p.next.Load() {
+			p.recv = append(p.recv, old) // never drop the send key or the pending one
+			continue
+		}
+		dropped = append(dropped, old)
+	}
+	return dropped
+}
+
 // installInitiator makes a keypair from our own completed initiation current:
-// the responder already holds the keys. An unconfirmed responder keypair (both
-// sides initiated at once) stays receivable as previous, since the peer may
-// already be sending on it.
+// the responder already holds the keys.
 func (p *Peer) installInitiator(kp *session.Keypair) (dropped []*session.Keypair) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.previous != nil {
-		dropped = append(dropped, p.previous)
-	}
-	if next := p.next.Load(); next != nil {
-		if cur := p.current.Load(); cur != nil {
-			dropped = append(dropped, cur)
-		}
-		p.previous = next
-		p.next.Store(nil)
-	} else {
-		p.previous = p.current.Load()
-	}
 	p.current.Store(kp)
-	return dropped
+	p.next.Store(nil) // an unconfirmed responder keypair stays receivable in recv
+	return p.add(kp)
 }
 
 // installResponder holds a keypair we made as responder until it is confirmed.
 func (p *Peer) installResponder(kp *session.Keypair) (dropped []*session.Keypair) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if next := p.next.Load(); next != nil {
-		dropped = append(dropped, next)
-	}
 	p.next.Store(kp)
-	return dropped
+	return p.add(kp)
 }
 
 // confirm promotes next to current when the first packet arrives on it. It
 // reports whether kp was next (then staged packets can go out).
-func (p *Peer) confirm(kp *session.Keypair) (promoted bool, dropped *session.Keypair) {
+func (p *Peer) confirm(kp *session.Keypair) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.next.Load() != kp {
-		return false, nil
+		return false
 	}
-	dropped = p.previous
-	p.previous = p.current.Load()
 	p.current.Store(kp)
 	p.next.Store(nil)
-	return true, dropped
+	return true
 }
 
 // expire removes keypairs past their lifetime and returns them.
 func (p *Peer) expire(now time.Time) (dropped []*session.Keypair) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.previous != nil && p.previous.Expired(now) {
-		dropped = append(dropped, p.previous)
-		p.previous = nil
+	live := p.recv[:0]
+	for _, kp := range p.recv {
+		if kp.Expired(now) {
+			dropped = append(dropped, kp)
+		} else {
+			live = append(live, kp)
+		}
 	}
+	clear(p.recv[len(live):])
+	p.recv = live
 	if next := p.next.Load(); next != nil && next.Expired(now) {
-		dropped = append(dropped, next)
 		p.next.Store(nil)
 	}
 	if cur := p.current.Load(); cur != nil && cur.Expired(now) {
-		dropped = append(dropped, cur)
 		p.current.Store(nil)
 	}
 	return dropped
 }
 
-// keypairs returns every keypair the peer holds.
-func (p *Peer) keypairs() []*session.Keypair {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []*session.Keypair
-	for _, kp := range []*session.Keypair{p.current.Load(), p.previous, p.next.Load()} {
-		if kp != nil {
-			out = append(out, kp)
-		}
-	}
-	return out
+// freshNext reports whether the peer started a session with us recently that
+// has not been confirmed yet: then we need not start one of our own.
+func (p *Peer) freshNext(now time.Time) bool {
+	next := p.next.Load()
+	return next != nil && now.Sub(next.Created) < retransmitMax
 }
 
 // PeerStatus is a snapshot of one peer for status output.

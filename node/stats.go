@@ -23,6 +23,7 @@ type Stats struct {
 	HandshakesCompleted atomic.Uint64 // sessions established, either role
 	CookiesSent         atomic.Uint64 // cookie replies sent while under load
 	Keepalives          atomic.Uint64 // keepalives sent
+	Staged              atomic.Uint64 // outbound packets that waited for a session
 
 	DropNoRoute        atomic.Uint64 // outbound packet for an address no peer owns
 	DropStageFull      atomic.Uint64 // outbound packet while the session was not up and the queue was full
@@ -32,7 +33,7 @@ type Stats struct {
 	DropExpired        atomic.Uint64 // data packet on an expired keypair
 	DropSpoofedSource  atomic.Uint64 // decrypted packet whose source address is not the peer's
 	DropMalformed      atomic.Uint64 // undecodable datagram or inner packet
-	DropQueueFull      atomic.Uint64 // handshake message dropped: the handshake queue was full
+	DropQueueFull      atomic.Uint64 // handshake datagram or message dropped: a handshake queue was full
 	DropFragment       atomic.Uint64 // fragment inconsistent, over limits or expired
 
 	HSBadMAC           atomic.Uint64 // handshake message with a bad mac1
@@ -44,6 +45,7 @@ type Stats struct {
 	HSCertOther        atomic.Uint64 // initiator certificate malformed
 	HSReplay           atomic.Uint64 // replayed initiation
 	HSFlood            atomic.Uint64 // initiations from one peer faster than the limit
+	HSRateLimited      atomic.Uint64 // handshake messages over the per-address rate while under load
 	HSUnexpected       atomic.Uint64 // response or cookie reply nobody waits for
 	HSMalformedMessage atomic.Uint64 // handshake message that does not decode
 }

@@ -1,0 +1,114 @@
+package node_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/x0tta6bl4/x0t/identity"
+	"github.com/x0tta6bl4/x0t/lab"
+	"github.com/x0tta6bl4/x0t/wire"
+)
+
+// TestCookiesUnderLoad floods a node with initiations that carry a valid mac1
+// but no cookie. Once its handshake work backs up, the node answers them with
+// cookie replies instead of doing public-key work, while a genuine peer that
+// restarts during the flood answers the cookie and gets its session.
+func TestCookiesUnderLoad(t *testing.T) {
+	m, err := lab.New("test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	a, _ := m.Add("alpha", 1)
+	b, _ := m.Add("beta", 2)
+	if err := a.Start(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(a); err != nil {
+		t.Fatal(err)
+	}
+	ping := func(within time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), within)
+		defer cancel()
+		_, err := b.Ping(ctx, a, false, 1)
+		return err
+	}
+	if err := ping(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	trust, _ := identity.NewTrust(m.CA, time.Now())
+	key, cert, _ := m.Issue("flooder", 30, time.Now(), time.Hour)
+	r := newRawPeer(t, a, key, cert, trust)
+	flood := r.initiation(1).Message
+
+	var cookieReplies atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // the flood: the same initiation, re-fragmented under fresh ids
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var id [4]byte
+			rand.Read(id[:])
+			frags, _ := wire.Fragments(flood, binary.LittleEndian.Uint32(id[:]))
+			for _, f := range frags {
+				r.conn.WriteToUDPAddrPort(f, a.Conn.LocalAddr())
+			}
+		}
+	}()
+	go func() { // count the cookie replies that come back to the flooder
+		defer wg.Done()
+		buf := make([]byte, 2048)
+		for {
+			r.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			n, _, err := r.conn.ReadFromUDPAddrPort(buf)
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err == nil && wire.PacketType(buf[:n]) == wire.TypeCookieReply {
+				cookieReplies.Add(1)
+			}
+		}
+	}()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for counter(a, "CookiesSent") == 0 {
+		if time.Now().After(deadline) {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("no cookie replies under a flood: %v", a.Node.Stats().Snapshot())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A genuine peer loses its session state and must handshake during the flood.
+	if err := b.Restart(a); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = ping(15 * time.Second)
+	recovered := time.Since(start)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("genuine peer could not handshake during the flood: %v\nalpha %v\nbeta %v", err,
+			a.Node.Stats().Snapshot(), b.Node.Stats().Snapshot())
+	}
+	t.Logf("cookie replies: %d counted by the node, %d received by the flooder; beta back in %v; alpha: %d rate-limited, %d queue drops",
+		counter(a, "CookiesSent"), cookieReplies.Load(), recovered.Round(time.Millisecond), counter(a, "HSRateLimited"), counter(a, "DropQueueFull"))
+	if cookieReplies.Load() == 0 {
+		t.Fatal("the flooder received no cookie reply")
+	}
+}

@@ -1,0 +1,145 @@
+package node
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/x0tta6bl4/x0t/transport"
+	"github.com/x0tta6bl4/x0t/wire"
+)
+
+// The front stage stands between the network and the handshake work. It does
+// only cheap things: reassembling fragments, checking mac1, and, when the work
+// queue is backing up, demanding cookies (mac2) and rate-limiting each source
+// address. Only messages that pass reach the control loop, where public-key
+// work happens. Fragments are drained at the speed of a memcpy, so a flood
+// of expensive initiations can not crowd out a genuine peer's fragments.
+const (
+	frontQueueLen = 4096 // datagrams from the inbound loop
+	workQueueLen  = 256  // complete, MAC-checked handshake messages
+	// Under load, each source address may send this many handshake messages per
+	// second (and a burst of rateBurst), as in WireGuard.
+	ratePerSecond = 20
+	rateBurst     = 5
+)
+
+// underLoad reports whether handshake work arrives faster than it is done.
+func (n *Node) underLoad() bool { return len(n.work) >= workQueueLen/8 }
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// rateLimiter is a token bucket per source address. Used by one goroutine.
+type rateLimiter struct {
+	buckets map[netip.Addr]*bucket
+	swept   time.Time
+}
+
+func (r *rateLimiter) allow(src netip.Addr, now time.Time) bool {
+	if now.Sub(r.swept) > time.Second {
+		for a, b := range r.buckets {
+			if now.Sub(b.last) > time.Second {
+				delete(r.buckets, a)
+			}
+		}
+		r.swept = now
+	}
+	b := r.buckets[src]
+	if b == nil {
+		b = &bucket{tokens: rateBurst, last: now}
+		r.buckets[src] = b
+	}
+	b.tokens = min(rateBurst, b.tokens+now.Sub(b.last).Seconds()*ratePerSecond)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// frontLoop runs the front stage until the node closes.
+func (n *Node) frontLoop() error {
+	ra := wire.NewReassembler(wire.DefaultReassemblyLimits)
+	rl := &rateLimiter{buckets: map[netip.Addr]*bucket{}}
+	expire := time.NewTicker(time.Second)
+	defer expire.Stop()
+	for {
+		select {
+		case <-n.closed:
+			return nil
+		case <-expire.C:
+			before := ra.Dropped
+			ra.Expire(n.now())
+			n.stats.DropFragment.Add(ra.Dropped - before)
+		case m := <-n.front:
+			n.frontMsg(ra, rl, m)
+		}
+	}
+}
+
+func (n *Node) frontMsg(ra *wire.Reassembler, rl *rateLimiter, m inboundMsg) {
+	now := n.now()
+	msg := m.data
+	if wire.PacketType(msg) == wire.TypeFragment {
+		f, err := wire.ParseFragment(msg)
+		if err != nil {
+			n.stats.DropFragment.Add(1)
+			return
+		}
+		before := ra.Dropped
+		msg = ra.Add(m.src, f, now)
+		n.stats.DropFragment.Add(ra.Dropped - before)
+		if msg == nil {
+			return
+		}
+	}
+	switch wire.PacketType(msg) {
+	case wire.TypeInitiation, wire.TypeResponse:
+		if !n.admit(rl, msg, m.src, now) {
+			return
+		}
+	case wire.TypeCookieReply:
+	default:
+		n.stats.HSMalformedMessage.Add(1)
+		return
+	}
+	select {
+	case n.work <- inboundMsg{data: msg, src: m.src}:
+	default:
+		n.stats.DropQueueFull.Add(1)
+	}
+}
+
+// admit applies the DoS defences to an initiation or response. It returns false
+// when the message must not be processed further.
+func (n *Node) admit(rl *rateLimiter, msg []byte, src netip.AddrPort, now time.Time) bool {
+	cookies := n.hs.Cookies()
+	if err := cookies.CheckMAC1(msg); err != nil {
+		n.stats.HSBadMAC.Add(1)
+		return false
+	}
+	if !n.underLoad() {
+		return true
+	}
+	if err := cookies.CheckMAC2(msg, src, now); err != nil {
+		reply, err := cookies.MakeReply(msg, src, now)
+		if err != nil {
+			return false
+		}
+		n.stats.CookiesSent.Add(1)
+		if err := n.cfg.Conn.WriteBatch([]transport.Message{{Buf: reply, N: len(reply), Addr: src}}); err != nil && !closedErr(err) {
+			n.log.Debug("sending cookie reply", "err", err)
+		}
+		return false
+	}
+	// The sender proved it owns its address; still, one address may not take all
+	// of our handshake capacity.
+	if !rl.allow(src.Addr(), now) {
+		n.stats.HSRateLimited.Add(1)
+		return false
+	}
+	return true
+}
