@@ -235,7 +235,7 @@ func TestTunnelTwoNamespaces(t *testing.T) {
 				t.Fatalf("%s: x0t0 still exists after stop:\n%s", n.name, out)
 			}
 		}
-		if !strings.Contains(a.proc.Output(), "handshake complete") {
+		if !strings.Contains(a.proc.Output(), `msg="handshake `) {
 			t.Errorf("no handshake in alpha's log:\n%s", a.proc.Output())
 		}
 	})
