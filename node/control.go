@@ -16,6 +16,7 @@ func (n *Node) controlLoop() error {
 	ticker := time.NewTicker(tickInterval)
 	defer ticker.Stop()
 	lastUnknownKick := map[netip.AddrPort]time.Time{}
+	var lastFlowSweep time.Time
 
 	// Contact every peer we know an endpoint for at once, so a restarted node
 	// re-establishes its sessions without waiting for traffic.
@@ -30,9 +31,13 @@ func (n *Node) controlLoop() error {
 			return nil
 		case m := <-n.work:
 			n.handleHandshakeMsg(m)
+		case fn := <-n.ops:
+			fn()
 		case p := <-n.kicks:
 			p.kicked.Store(false)
-			n.service(p, n.now())
+			if n.peers.Load().byID[p.id] == p { // not removed meanwhile
+				n.service(p, n.now())
+			}
 		case src := <-n.unknown:
 			// Data for a session we do not have, from a peer's address: the peer
 			// thinks a session exists (we restarted, or it expired here). Offer a
@@ -52,12 +57,19 @@ func (n *Node) controlLoop() error {
 			for _, p := range n.peers.Load().byID {
 				n.timers(p, now)
 			}
+			if now.Sub(lastFlowSweep) >= flowSweepInterval {
+				n.fw.flows.expire(now)
+				lastFlowSweep = now
+			}
 			if len(lastUnknownKick) > 1024 {
 				clear(lastUnknownKick)
 			}
 		}
 	}
 }
+
+// flowSweepInterval is how often expired tracked flows are dropped.
+const flowSweepInterval = 10 * time.Second
 
 // rekeyJitter spreads rekeys over a few seconds, so that when both sides hold
 // keypairs they initiated (after both started handshakes at once), one of them
@@ -156,7 +168,7 @@ func (n *Node) initiate(p *Peer, now time.Time) {
 		n.dropPending(p)
 	}
 	idx := n.index.allocate(indexEntry{peer: p})
-	in, err := n.hs.Initiate(p.cert, idx, n.suite)
+	in, err := n.hs.Initiate(p.cert.Load(), idx, n.suite)
 	if err != nil {
 		n.index.remove(idx)
 		n.log.Warn("handshake initiation failed", "peer", p.Name(), "err", err)

@@ -78,6 +78,7 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 			n.stats.DropNoRoute.Add(1)
 			continue
 		}
+		n.fw.noteOutbound(pkt, now) // before Seal encrypts pkt in place
 		kp := p.current.Load()
 		ep := p.endpoint.Load()
 		if kp == nil || ep == nil || kp.Expired(now) {
@@ -220,6 +221,10 @@ func (n *Node) openData(in *inbound, b []byte, m *transport.Message, now time.Ti
 	}
 	if !p.owns(src) {
 		n.stats.DropSpoofedSource.Add(1)
+		return nil, false
+	}
+	if !n.fw.allowInbound(pt, now) {
+		n.stats.DropPolicy.Add(1)
 		return nil, false
 	}
 	p.rxPackets.Add(1)

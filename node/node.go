@@ -80,6 +80,8 @@ type Node struct {
 	unknown chan netip.AddrPort
 
 	stats Stats
+	fw    firewall
+	ops   chan func() // run by the control loop: changes to peers and policy
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -133,7 +135,9 @@ func New(cfg Config) (*Node, error) {
 		kicks:   make(chan *Peer, 256),
 		unknown: make(chan netip.AddrPort, 64),
 		closed:  make(chan struct{}),
+		ops:     make(chan func()),
 	}
+	n.fw.flows = newConntrack()
 	if n.suite == 0 {
 		n.suite = defaultSuite()
 	}

@@ -3,10 +3,12 @@ package node_test
 import (
 	"context"
 	"crypto/sha256"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/x0tta6bl4/x0t/lab"
+	"github.com/x0tta6bl4/x0t/node"
 )
 
 func newMesh(t *testing.T, names ...string) []*lab.Node {
@@ -116,4 +118,12 @@ func TestThreeNodesAllPairs(t *testing.T) {
 			}
 		}
 	}
+}
+
+func nodeConfigs(peers ...*lab.Node) []node.PeerConfig {
+	var out []node.PeerConfig
+	for _, p := range peers {
+		out = append(out, node.PeerConfig{Cert: p.Cert, Endpoints: []netip.AddrPort{p.Conn.LocalAddr()}})
+	}
+	return out
 }

@@ -24,11 +24,12 @@ const maxStaged = 128
 type Peer struct {
 	node    *Node
 	id      identity.NodeID
-	cert    *identity.Certificate
-	addrs   []netip.Addr // overlay host addresses, from the certificate
+	name    string
+	cert    atomic.Pointer[identity.Certificate] // replaced on renewal (same keys and addresses)
+	addrs   []netip.Addr                         // overlay host addresses, from the certificate
 	cookies *handshake.CookieGenerator
 
-	configured []netip.AddrPort // endpoints from the config
+	configured []netip.AddrPort // endpoints from the config or netmap; control loop only
 	endpoint   atomic.Pointer[netip.AddrPort]
 
 	current atomic.Pointer[session.Keypair]
@@ -57,10 +58,11 @@ func newPeer(n *Node, cert *identity.Certificate, endpoints []netip.AddrPort) *P
 	p := &Peer{
 		node:       n,
 		id:         cert.ID(),
-		cert:       cert,
+		name:       cert.Name,
 		cookies:    handshake.NewCookieGenerator(cert.Keys.DH),
 		configured: endpoints,
 	}
+	p.cert.Store(cert)
 	for _, a := range cert.Addrs {
 		p.addrs = append(p.addrs, a.Addr())
 	}
@@ -72,7 +74,7 @@ func newPeer(n *Node, cert *identity.Certificate, endpoints []netip.AddrPort) *P
 }
 
 // Name returns the peer's certificate name.
-func (p *Peer) Name() string { return p.cert.Name }
+func (p *Peer) Name() string { return p.name }
 
 // ID returns the peer's node ID.
 func (p *Peer) ID() identity.NodeID { return p.id }
@@ -221,7 +223,7 @@ type PeerStatus struct {
 
 func (p *Peer) status() PeerStatus {
 	st := PeerStatus{
-		Name:      p.cert.Name,
+		Name:      p.name,
 		ID:        p.id.String(),
 		Addrs:     p.addrs,
 		Up:        p.current.Load() != nil,

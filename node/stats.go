@@ -32,6 +32,7 @@ type Stats struct {
 	DropReplay         atomic.Uint64 // data packet replayed or older than the window
 	DropExpired        atomic.Uint64 // data packet on an expired keypair
 	DropSpoofedSource  atomic.Uint64 // decrypted packet whose source address is not the peer's
+	DropPolicy         atomic.Uint64 // decrypted packet the mesh policy does not allow
 	DropMalformed      atomic.Uint64 // undecodable datagram or inner packet
 	DropQueueFull      atomic.Uint64 // handshake datagram or message dropped: a handshake queue was full
 	DropFragment       atomic.Uint64 // fragment inconsistent, over limits or expired
