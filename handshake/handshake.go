@@ -137,6 +137,24 @@ func New(cfg Config) (*Handshaker, error) {
 	}, nil
 }
 
+// SetCert replaces our certificate (after a renewal); it must be for the same
+// keys. Initiations from now on carry the new one.
+func (hs *Handshaker) SetCert(c *identity.Certificate) error {
+	if c.ID() != hs.cert().ID() {
+		return errors.New("handshake: renewed certificate is for other keys")
+	}
+	hs.mu.Lock()
+	hs.cfg.Cert = c
+	hs.mu.Unlock()
+	return nil
+}
+
+func (hs *Handshaker) cert() *identity.Certificate {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return hs.cfg.Cert
+}
+
 // Cookies returns the checker for MACs on messages addressed to this node.
 func (hs *Handshaker) Cookies() *CookieChecker { return hs.cookies }
 
@@ -218,7 +236,7 @@ func (hs *Handshaker) Initiate(peer *identity.Certificate, sender uint32, suite 
 	m.StaticCt = ct1
 	s.mixHash(ct1)
 	k := s.mixKeyAndKey(ss1)
-	m.EncCert = s.encrypt(k, hs.cfg.Cert.Bytes())
+	m.EncCert = s.encrypt(k, hs.cert().Bytes())
 
 	ss, err := hs.staticShared(peer)
 	if err != nil {

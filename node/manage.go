@@ -158,3 +158,15 @@ func (n *Node) SetRules(r *policy.Rules) error {
 	n.fw.filter.Store(r.Compile())
 	return nil
 }
+
+// SetCert installs a renewed certificate for this node (same keys and
+// addresses; the caller restarts the node for anything else).
+func (n *Node) SetCert(c *identity.Certificate) error {
+	if err := n.cfg.Trust.Verify(c, n.now()); err != nil {
+		return fmt.Errorf("node: renewed certificate: %w", err)
+	}
+	if !sameIdentity(n.cfg.Cert, c) {
+		return fmt.Errorf("node: renewed certificate changes name or addresses")
+	}
+	return n.hs.SetCert(c)
+}
