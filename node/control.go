@@ -186,6 +186,7 @@ func (n *Node) initiate(p *Peer, now time.Time) {
 	}
 	p.cookies.AddMACs(in.Message, now)
 	n.sendFragmented(in.Message, ep)
+	in.Message = nil // a retry is a new initiation: do not hold 9 KiB per peer
 	n.stats.HandshakesSent.Add(1)
 }
 

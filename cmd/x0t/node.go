@@ -14,7 +14,7 @@ import (
 
 func nodeCmd(g *globalFlags) *cobra.Command {
 	n := &cobra.Command{Use: "node", Short: "The node agent"}
-	var cfgPath string
+	var cfgPath, debugListen string
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Run the node agent in the foreground until SIGINT or SIGTERM",
@@ -33,6 +33,11 @@ func nodeCmd(g *globalFlags) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if debugListen != "" {
+				if err := serveDebug(ctx, debugListen, log); err != nil {
+					return err
+				}
+			}
 			s, err := node.OpenStatic(c, log)
 			if err != nil {
 				return err
@@ -43,6 +48,7 @@ func nodeCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	up.Flags().StringVar(&cfgPath, "config", "", "static node configuration (YAML)")
+	up.Flags().StringVar(&debugListen, "debug-listen", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	n.AddCommand(up)
 	return n
 }
