@@ -1,5 +1,11 @@
 // Package policy is the mesh access-control language (ACLs), its compiler to
 // per-node rules, and the matcher a node applies to the packets it receives.
+//
+// The control plane parses an owner's Policy (Parse, Validate), compiles it
+// for each node (Compile) and sends the Rules in the node's signed netmap; the
+// node compiles them once more into a Filter and asks it about every packet
+// it receives. Check interprets the policy directly and is the reference the
+// compiler is tested against. The language is described in docs/policy.md.
 package policy
 
 import (
@@ -46,7 +52,7 @@ const (
 	ProtoUDP         = 17
 	ProtoICMP        = 1
 	ProtoICMPv6      = 58
-	protoSCTP        = 132
+	ProtoSCTP        = 132
 	maxRulesPrefixes = 1 << 20
 )
 
@@ -86,7 +92,7 @@ func (r Rules) Validate() error {
 
 // hasPorts reports whether proto carries ports (0, any, may).
 func hasPorts(proto uint8) bool {
-	return proto == 0 || proto == ProtoTCP || proto == ProtoUDP || proto == protoSCTP
+	return proto == 0 || proto == ProtoTCP || proto == ProtoUDP || proto == ProtoSCTP
 }
 
 // Equal reports whether two rule sets are identical.
@@ -125,8 +131,12 @@ func (r Rules) Compile() *Filter {
 }
 
 // Allow reports whether a packet from src with protocol proto to destination
-// port port (0 for protocols without ports) is allowed.
+// port port (0 for protocols without ports) is allowed. A nil Filter allows
+// nothing. It does not allocate: it runs for every received packet.
 func (f *Filter) Allow(src netip.Addr, proto uint8, port uint16) bool {
+	if f == nil {
+		return false
+	}
 	for _, i := range f.hosts[src] {
 		if f.rules[i].matches(proto, port) {
 			return true
@@ -144,13 +154,21 @@ func (r *Rule) matches(proto uint8, port uint16) bool {
 	if r.Proto != 0 && r.Proto != proto {
 		return false
 	}
-	if len(r.Ports) == 0 {
+	return portsMatch(r.Ports, proto, port)
+}
+
+// portsMatch is the port half of a rule's match, shared by the compiled
+// matcher and the policy interpreter so that the two can not drift apart: no
+// ranges means any packet of the protocol; ranges match only packets of a
+// protocol that has ports.
+func portsMatch(ports []PortRange, proto uint8, port uint16) bool {
+	if len(ports) == 0 {
 		return true
 	}
 	if !hasPorts(proto) {
 		return false
 	}
-	for _, pr := range r.Ports {
+	for _, pr := range ports {
 		if port >= pr.First && port <= pr.Last {
 			return true
 		}
