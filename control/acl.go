@@ -22,7 +22,7 @@ func (s *Server) registerACL(hapi huma.API) {
 		Summary: "Get a mesh's ACL policy (with an ETag for a safe update)", Role: roleViewer}, s.getACL)
 	register(s, hapi, opDef{ID: "set-acl", Method: http.MethodPut, Path: "/api/v1/meshes/{mesh}/acl", Tag: "ACL",
 		Summary: "Replace a mesh's ACL policy; refused unless it parses and its embedded tests pass",
-		Role: roleAdmin, MaxBody: maxPolicyBody, ParsedBody: true}, s.setACL)
+		Role:    roleAdmin, MaxBody: maxPolicyBody, ParsedBody: true}, s.setACL)
 	register(s, hapi, opDef{ID: "validate-acl", Method: http.MethodPost, Path: "/api/v1/meshes/{mesh}/acl/validate", Tag: "ACL",
 		Summary: "Check a policy against the mesh's nodes without storing it", Role: roleViewer, MaxBody: maxPolicyBody, ParsedBody: true}, s.validateACL)
 	register(s, hapi, opDef{ID: "test-acl", Method: http.MethodPost, Path: "/api/v1/meshes/{mesh}/acl/test", Tag: "ACL",
@@ -291,4 +291,3 @@ func parseProto(s string) (uint8, error) {
 	}
 	return uint8(n), nil
 }
-

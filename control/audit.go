@@ -18,7 +18,7 @@ func (s *Server) registerAudit(hapi huma.API) {
 		Summary: "List the organization's audit log, newest first", Role: roleAdmin}, s.listAudit)
 	register(s, hapi, opDef{ID: "verify-audit", Method: http.MethodGet, Path: "/api/v1/audit/verify", Tag: "Audit",
 		Summary: "Verify the organization's hash chain and signed checkpoints; names the first broken entry",
-		Role: roleAdmin}, s.verifyAudit)
+		Role:    roleAdmin}, s.verifyAudit)
 	register(s, hapi, opDef{ID: "list-checkpoints", Method: http.MethodGet, Path: "/api/v1/audit/checkpoints", Tag: "Audit",
 		Summary: "List signed checkpoints of the organization's chain", Role: roleAdmin}, s.listCheckpoints)
 	register(s, hapi, opDef{ID: "create-checkpoint", Method: http.MethodPost, Path: "/api/v1/audit/checkpoints", Tag: "Audit",

@@ -116,14 +116,17 @@ type revocationData struct {
 var nameRE = regexp.MustCompile(apitypes.NamePattern)
 
 // Unique keys.
-func orgKey(name string) string                { return "org/" + name }
-func userKey(org, name string) string          { return "user/" + org + "/" + name }
-func apiKeyKey(hash string) string             { return "apikey/" + hash }
-func meshKey(org, name string) string          { return "mesh/" + org + "/" + name }
-func tokenKey(hash string) string              { return "token/" + hash }
-func nodeNameKey(mesh, name string) string     { return "nodename/" + mesh + "/" + name }
-func ipPrefixKey(mesh string) string           { return "ip/" + mesh + "/" }
-func ipKey(mesh string, a netip.Addr) string   { b := a.As4(); return ipPrefixKey(mesh) + hex.EncodeToString(b[:]) }
+func orgKey(name string) string            { return "org/" + name }
+func userKey(org, name string) string      { return "user/" + org + "/" + name }
+func apiKeyKey(hash string) string         { return "apikey/" + hash }
+func meshKey(org, name string) string      { return "mesh/" + org + "/" + name }
+func tokenKey(hash string) string          { return "token/" + hash }
+func nodeNameKey(mesh, name string) string { return "nodename/" + mesh + "/" + name }
+func ipPrefixKey(mesh string) string       { return "ip/" + mesh + "/" }
+func ipKey(mesh string, a netip.Addr) string {
+	b := a.As4()
+	return ipPrefixKey(mesh) + hex.EncodeToString(b[:])
+}
 func ipFromKey(mesh, k string) (netip.Addr, bool) {
 	b, err := hex.DecodeString(k[len(ipPrefixKey(mesh)):])
 	if err != nil || len(b) != 4 {

@@ -221,7 +221,7 @@ func TestNetmapPendingThenApproved(t *testing.T) {
 	n := ts.newNode()
 	n.enroll(t, manual.Secret, "newcomer")
 	w := watch(t, n, ca, 0)
-	w.quiet(300 * time.Millisecond) // pending: nothing
+	w.quiet(300 * time.Millisecond)  // pending: nothing
 	wp.quiet(100 * time.Millisecond) // and peers do not see it
 	if node := must[*apitypes.Node](t)(ts.admin.GetNode(ctx, "m", "newcomer")); !node.Online {
 		t.Fatal("a streaming node is not shown online")

@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, store: cfg.Store, perms: map[string]role{},
 		enroll: newLimiter[netip.Addr](cfg.EnrollLimit), authFail: newLimiter[netip.Addr](cfg.AuthFailLimit),
-		renew: newLimiter[string](Limit{Rate: 1.0 / 60, Burst: 5}),
+		renew:    newLimiter[string](Limit{Rate: 1.0 / 60, Burst: 5}),
 		nodeKeys: nodeKeys{m: map[string]*identity.VerifyingKey{}}}
 	var err error
 	if s.sealer, err = loadSealer(cfg.DataDir); err != nil {

@@ -31,7 +31,7 @@ func (s *Server) registerTokens(hapi huma.API) {
 		Summary: "List a mesh's join tokens (never their secrets)", Role: roleMember}, s.listTokens)
 	register(s, hapi, opDef{ID: "create-token", Method: http.MethodPost, Path: "/api/v1/meshes/{mesh}/tokens", Tag: "Join tokens",
 		Summary: "Create a join token; the secret is shown once. Members may not preset tags or auto-approve.",
-		Role: roleMember, Status: http.StatusCreated}, s.createToken)
+		Role:    roleMember, Status: http.StatusCreated}, s.createToken)
 	register(s, hapi, opDef{ID: "get-token", Method: http.MethodGet, Path: "/api/v1/meshes/{mesh}/tokens/{token}", Tag: "Join tokens",
 		Summary: "Get a join token", Role: roleMember}, s.getToken)
 	register(s, hapi, opDef{ID: "revoke-token", Method: http.MethodDelete, Path: "/api/v1/meshes/{mesh}/tokens/{token}", Tag: "Join tokens",

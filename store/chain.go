@@ -205,7 +205,9 @@ func (k KeySigner) KeyID() []byte { fp := k.Key.Public().Fingerprint(); return f
 type KeyVerifier struct{ Key *identity.VerifyingKey }
 
 // Verify implements Verifier.
-func (k KeyVerifier) Verify(label string, msg, sig []byte) error { return k.Key.Verify(label, msg, sig) }
+func (k KeyVerifier) Verify(label string, msg, sig []byte) error {
+	return k.Key.Verify(label, msg, sig)
+}
 
 // KeyID implements Verifier.
 func (k KeyVerifier) KeyID() []byte { fp := k.Key.Fingerprint(); return fp[:] }
