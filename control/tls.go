@@ -96,6 +96,9 @@ func tlsNames(listen string, sans []string) []string {
 		names = append(names, "localhost", "127.0.0.1", "::1")
 	} else {
 		names = append(names, host)
+		if err == nil && a.IsLoopback() {
+			names = append(names, "localhost")
+		}
 	}
 	for _, s := range sans {
 		if s != "" && !slices.Contains(names, s) {
