@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,7 +64,25 @@ type cliEnv struct {
 	url  string
 	env  []string
 	proc *exec.Cmd
-	logs *bytes.Buffer
+	logs *syncBuffer
+}
+
+// syncBuffer collects a child's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func freePort(t *testing.T) string {
@@ -77,7 +96,7 @@ func freePort(t *testing.T) string {
 
 func startControl(t *testing.T) *cliEnv {
 	t.Helper()
-	e := &cliEnv{t: t, bin: buildX0t(t), dir: t.TempDir(), logs: &bytes.Buffer{}}
+	e := &cliEnv{t: t, bin: buildX0t(t), dir: t.TempDir(), logs: &syncBuffer{}}
 	addr := freePort(t)
 	e.url = "https://" + addr
 	e.proc = exec.Command(e.bin, "control", "serve", "--listen", addr, "--data", e.dir, "--tls-san", "control.example")

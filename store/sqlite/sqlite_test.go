@@ -132,21 +132,37 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Collect every acknowledgement the child printed, up to its death.
-		ackc := make(chan []string)
+		// Collect every acknowledgement the child printed, up to its death;
+		// kill it once it is well into its stream of writes.
+		ackc := make(chan string, 1024)
 		go func() {
-			var acked []string
 			sc := bufio.NewScanner(out)
 			for sc.Scan() {
 				if id, ok := strings.CutPrefix(sc.Text(), "ACK "); ok {
-					acked = append(acked, id)
+					ackc <- id
 				}
 			}
-			ackc <- acked
+			close(ackc)
 		}()
-		time.Sleep(time.Duration(300+round*200) * time.Millisecond) // mid-stream
+		var acked []string
+		target := 150 + round*100
+		deadline := time.After(60 * time.Second)
+	collect:
+		for len(acked) < target {
+			select {
+			case id, ok := <-ackc:
+				if !ok {
+					break collect
+				}
+				acked = append(acked, id)
+			case <-deadline:
+				break collect
+			}
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
-		acked := <-ackc
+		for id := range ackc { // printed before it died
+			acked = append(acked, id)
+		}
 		cmd.Wait()
 		if len(acked) < 100 {
 			t.Fatalf("round %d: the writer acknowledged only %d writes", round, len(acked))
