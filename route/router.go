@@ -1,0 +1,881 @@
+// Package route is x0t's link-state routing protocol as a pure state machine:
+// signed link-state adverts, reliable flooding with sequence numbers, aging and
+// database sync, SPF with a two-way check, and a loop-free alternate next hop
+// per destination for local repair before the protocol converges.
+//
+// A Router does no I/O, starts no goroutines and reads time only through its
+// Config.Now. The caller feeds it link events (from linkmon) and received
+// messages, calls Tick at NextDeadline, sends what Outbox returns to the named
+// neighbours over their authenticated link sessions, and publishes Table to the
+// data plane. A Router is not safe for concurrent use; a Table is. The protocol
+// and its loop-freedom argument are in docs/routing.md.
+package route
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/x0tta6bl4/x0t/identity"
+)
+
+// Errors returned by Receive (wrapped) for adverts it rejects. A Verify
+// function should wrap ErrUnknownOrigin when it has no key for the origin.
+var (
+	ErrUnknownOrigin = errors.New("route: unknown advert origin")
+	ErrForged        = errors.New("route: advert signature does not verify")
+	ErrRateLimited   = errors.New("route: neighbour exceeds the advert rate limit")
+)
+
+// Config configures a Router. Zero durations take the defaults in brackets.
+type Config struct {
+	Self identity.NodeID
+	// Sign signs an advert body under label (identity.SigningKey.Sign fits).
+	Sign func(label string, msg []byte) []byte
+	// Verify checks origin's signature over msg under label. It is called at
+	// most once per new advert per router.
+	Verify func(origin identity.NodeID, label string, msg, sig []byte) error
+	// Now is the clock (time.Now).
+	Now func() time.Time
+
+	MinOriginateInterval time.Duration // link changes coalesced into one advert per interval [100ms]
+	RefreshInterval      time.Duration // re-originate an unchanged advert [5m]
+	MaxAge               time.Duration // drop an advert not refreshed for this long [3×RefreshInterval]
+	SyncInterval         time.Duration // database summary to each neighbour [60s]
+	RxmtInterval         time.Duration // retransmit an unacknowledged advert [1s]
+	AckDelay             time.Duration // batch acknowledgements [20ms]
+	SPFDelay             time.Duration // SPF after a quiet period [10ms]
+	SPFHold              time.Duration // first hold between SPF runs in a burst, doubling [100ms]
+	SPFMaxHold           time.Duration // longest hold [1s]
+	// Hysteresis is the relative change of a link's measured metric needed
+	// before the advertised metric follows it [0.25].
+	Hysteresis float64
+	// FloodBurst and FloodRate bound the adverts a neighbour may make us
+	// verify: a token bucket of FloodBurst + 4·|LSDB| adverts refilled at
+	// FloodRate + |LSDB|/8 per second [256, 64].
+	FloodBurst int
+	FloodRate  float64
+}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.MinOriginateInterval, 100*time.Millisecond)
+	def(&c.RefreshInterval, 5*time.Minute)
+	def(&c.MaxAge, 3*c.RefreshInterval)
+	def(&c.SyncInterval, 60*time.Second)
+	def(&c.RxmtInterval, time.Second)
+	def(&c.AckDelay, 20*time.Millisecond)
+	def(&c.SPFDelay, 10*time.Millisecond)
+	def(&c.SPFHold, 100*time.Millisecond)
+	def(&c.SPFMaxHold, time.Second)
+	if c.Hysteresis <= 0 {
+		c.Hysteresis = 0.25
+	}
+	if c.FloodBurst <= 0 {
+		c.FloodBurst = 256
+	}
+	if c.FloodRate <= 0 {
+		c.FloodRate = 64
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Out is a message for a neighbour. Msg may be shared between several Outs
+// and with the router's database: treat it as read-only.
+type Out struct {
+	To  identity.NodeID
+	Msg []byte
+}
+
+// EventKind classifies an Event.
+type EventKind uint8
+
+// Events a router reports for the MAPE-K loop: evidence against a neighbour,
+// or a surprise about our own adverts.
+const (
+	// EventFlood: a neighbour sent more adverts than the rate limit allows
+	// (reported at most once per 10 s per neighbour).
+	EventFlood EventKind = iota + 1
+	// EventForged: a neighbour sent an advert whose signature does not
+	// verify. Honest routers verify before flooding, so the neighbour itself
+	// is faulty or malicious.
+	EventForged
+	// EventMalformed: a neighbour sent a message that does not decode.
+	EventMalformed
+	// EventSelfSeq: a valid advert of our own with a sequence number at or
+	// above ours came back (we restarted with a clock behind our last run,
+	// or our key is used elsewhere); we jumped past it.
+	EventSelfSeq
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventFlood:
+		return "flood"
+	case EventForged:
+		return "forged"
+	case EventMalformed:
+		return "malformed"
+	case EventSelfSeq:
+		return "self-seq"
+	}
+	return fmt.Sprintf("event(%d)", k)
+}
+
+// Event is something a router noticed that a human or the MAPE-K loop should
+// know about.
+type Event struct {
+	Kind      EventKind
+	At        time.Time
+	Neighbour identity.NodeID
+	Origin    identity.NodeID
+	Seq       uint64
+	Err       error
+}
+
+// Stats are cumulative counters.
+type Stats struct {
+	Originated    uint64 // adverts we signed
+	Received      uint64 // adverts received
+	Accepted      uint64 // new adverts installed
+	Duplicate     uint64 // adverts we already had (normal in flooding)
+	Old           uint64 // adverts older than ours: replays or stale copies, rejected
+	Forged        uint64 // bad signature, rejected
+	UnknownOrigin uint64 // no key for the origin, rejected
+	Malformed     uint64 // undecodable messages, rejected
+	RateLimited   uint64 // adverts dropped by a neighbour's rate limit
+	Expired       uint64 // adverts aged out
+	Retransmits   uint64
+	SentMsgs      uint64
+	SentBytes     uint64
+	SPFRuns       uint64
+	EventsDropped uint64
+	LSDBSize      int
+	Neighbours    int // links up
+}
+
+const (
+	maxEvents           = 256
+	maxRetransmitTries  = 16
+	floodReportInterval = 10 * time.Second
+)
+
+type lsdbEntry struct {
+	raw     lsaView
+	seq     uint64
+	expires time.Time // zero for our own
+}
+
+type pending struct {
+	seq   uint64
+	due   time.Time
+	tries uint8
+}
+
+type neighbour struct {
+	id       identity.NodeID
+	up       bool
+	metric   uint32 // advertised
+	measured uint32 // latest SetMetric
+	rxq      map[identity.NodeID]*pending
+	rxmtAt   time.Time
+	acks     []Entry
+	ackAt    time.Time
+	syncAt   time.Time
+	syncs    uint64
+	tokens   float64
+	tokensAt time.Time
+	reported time.Time
+	heard    time.Time
+}
+
+type tombstone struct {
+	seq   uint64
+	until time.Time
+}
+
+// Router is one node's routing protocol instance.
+type Router struct {
+	cfg      Config
+	lsdb     map[identity.NodeID]*lsdbEntry
+	tombs    map[identity.NodeID]tombstone
+	nbrs     map[identity.NodeID]*neighbour
+	nbrOrder []identity.NodeID // sorted keys of nbrs, for deterministic output
+
+	seq         uint64
+	lastOrig    time.Time
+	origPending bool
+	origAt      time.Time
+	refreshAt   time.Time
+
+	spfAt   time.Time
+	lastSPF time.Time
+	spfHold time.Duration
+	spf     spfState
+
+	scanAt  time.Time
+	table   *Table
+	version uint64
+	out     []Out
+	events  []Event
+	stats   Stats
+}
+
+// New returns a router with no links. It originates its first advert when
+// the first link comes up.
+func New(cfg Config) *Router {
+	cfg.defaults()
+	r := &Router{
+		cfg:   cfg,
+		lsdb:  make(map[identity.NodeID]*lsdbEntry),
+		tombs: make(map[identity.NodeID]tombstone),
+		nbrs:  make(map[identity.NodeID]*neighbour),
+		table: &Table{},
+	}
+	r.scanAt = cfg.Now().Add(r.scanInterval())
+	return r
+}
+
+func (r *Router) scanInterval() time.Duration { return r.cfg.RefreshInterval / 4 }
+
+// Table returns the current routing table. It is immutable.
+func (r *Router) Table() *Table { return r.table }
+
+// Outbox returns the messages to send and forgets them.
+func (r *Router) Outbox() []Out {
+	o := r.out
+	r.out = nil
+	return o
+}
+
+// Events returns what happened since the last call and forgets it.
+func (r *Router) Events() []Event {
+	e := r.events
+	r.events = nil
+	return e
+}
+
+// Stats returns the counters.
+func (r *Router) Stats() Stats {
+	s := r.stats
+	s.LSDBSize = len(r.lsdb)
+	for _, n := range r.nbrs {
+		if n.up {
+			s.Neighbours++
+		}
+	}
+	return s
+}
+
+// LinkMetric returns the metric the router advertises for its link to nbr.
+func (r *Router) LinkMetric(nbr identity.NodeID) (uint32, bool) {
+	n := r.nbrs[nbr]
+	if n == nil || !n.up {
+		return 0, false
+	}
+	return n.metric, true
+}
+
+// Seq returns the sequence number of our latest advert (0 before the first).
+func (r *Router) Seq() uint64 { return r.seq }
+
+func clampMetric(m uint32) uint32 {
+	return max(1, min(m, MaxMetric))
+}
+
+func (r *Router) neighbour(id identity.NodeID) *neighbour {
+	if n := r.nbrs[id]; n != nil {
+		return n
+	}
+	n := &neighbour{id: id, rxq: make(map[identity.NodeID]*pending), tokens: r.burst(), tokensAt: r.cfg.Now()}
+	r.nbrs[id] = n
+	i, _ := slices.BinarySearchFunc(r.nbrOrder, id, func(a, b identity.NodeID) int { return cmpID(&a, &b) })
+	r.nbrOrder = slices.Insert(r.nbrOrder, i, id)
+	return n
+}
+
+func (r *Router) dropNeighbour(id identity.NodeID) {
+	delete(r.nbrs, id)
+	if i, ok := slices.BinarySearchFunc(r.nbrOrder, id, func(a, b identity.NodeID) int { return cmpID(&a, &b) }); ok {
+		r.nbrOrder = slices.Delete(r.nbrOrder, i, i+1)
+	}
+}
+
+// LinkUp reports a live link to nbr with the given metric (see Metric). The
+// router re-originates its advert (rate limited) and starts a database sync
+// with nbr by sending it a summary.
+func (r *Router) LinkUp(nbr identity.NodeID, metric uint32) {
+	if nbr == r.cfg.Self {
+		return
+	}
+	now := r.cfg.Now()
+	n := r.neighbour(nbr)
+	metric = clampMetric(metric)
+	if n.up {
+		r.SetMetric(nbr, metric)
+		return
+	}
+	n.up, n.metric, n.measured = true, metric, metric
+	r.sendSummary(n)
+	n.syncAt = now.Add(r.jitter(r.cfg.SyncInterval, n.syncs^idSalt(nbr)))
+	r.linksChanged(now)
+}
+
+// LinkDown reports that the link to nbr is dead. Routes through nbr switch to
+// their alternates at once, in a new Table, before SPF runs.
+func (r *Router) LinkDown(nbr identity.NodeID) {
+	n := r.nbrs[nbr]
+	if n == nil || !n.up {
+		return
+	}
+	now := r.cfg.Now()
+	r.dropNeighbour(nbr)
+	r.version++
+	r.table = r.table.withoutNeighbour(nbr, r.version)
+	r.linksChanged(now)
+}
+
+// SetMetric updates the measured metric of the link to nbr. The advertised
+// metric follows only when the change exceeds Config.Hysteresis, so noise in
+// measurements does not make routes flap.
+func (r *Router) SetMetric(nbr identity.NodeID, metric uint32) {
+	n := r.nbrs[nbr]
+	if n == nil || !n.up {
+		return
+	}
+	metric = clampMetric(metric)
+	n.measured = metric
+	h := r.cfg.Hysteresis
+	if float64(metric) > float64(n.metric)*(1+h) || float64(metric)*(1+h) < float64(n.metric) {
+		n.metric = metric
+		r.linksChanged(r.cfg.Now())
+	}
+}
+
+func (r *Router) linksChanged(now time.Time) {
+	r.scheduleSPF(now)
+	if r.origPending {
+		return
+	}
+	at := r.lastOrig.Add(r.cfg.MinOriginateInterval)
+	if r.lastOrig.IsZero() || !at.After(now) {
+		r.originate(now)
+		return
+	}
+	r.origPending, r.origAt = true, at
+}
+
+// originate signs and floods a new advert of our live links.
+func (r *Router) originate(now time.Time) {
+	links := make([]Link, 0, len(r.nbrOrder))
+	for _, id := range r.nbrOrder {
+		if n := r.nbrs[id]; n.up {
+			links = append(links, Link{Neighbour: id, Metric: n.metric})
+		}
+	}
+	if len(links) > MaxLinks {
+		slices.SortStableFunc(links, func(a, b Link) int { return int64cmp(int64(a.Metric), int64(b.Metric)) })
+		links = links[:MaxLinks]
+		slices.SortFunc(links, func(a, b Link) int { return cmpID(&a.Neighbour, &b.Neighbour) })
+	}
+	seq := max(r.seq+1, uint64(max(now.UnixMicro(), 1)))
+	body, err := EncodeLSABody(LSA{Origin: r.cfg.Self, Seq: seq, Links: links})
+	if err != nil {
+		panic("route: own advert does not encode: " + err.Error()) // links are built sorted and valid above
+	}
+	sig := r.cfg.Sign(SignLabel, body)
+	if len(sig) != identity.SignatureSize {
+		panic(fmt.Sprintf("route: Config.Sign returned %d bytes, want %d", len(sig), identity.SignatureSize))
+	}
+	raw := lsaView(append(body, sig...))
+	r.seq, r.lastOrig, r.origPending = seq, now, false
+	r.refreshAt = now.Add(r.jitter(r.cfg.RefreshInterval, seq))
+	old := r.lsdb[r.cfg.Self]
+	r.lsdb[r.cfg.Self] = &lsdbEntry{raw: raw, seq: seq}
+	r.stats.Originated++
+	if old == nil || !bytes.Equal(old.raw.links(), raw.links()) {
+		r.scheduleSPF(now)
+	}
+	r.flood(r.cfg.Self, raw, identity.NodeID{}, false, now)
+}
+
+func int64cmp(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// flood sends an advert to every live neighbour but except, reliably: each
+// copy stays queued until acknowledged.
+func (r *Router) flood(origin identity.NodeID, raw lsaView, except identity.NodeID, hasExcept bool, now time.Time) {
+	for _, id := range r.nbrOrder {
+		n := r.nbrs[id]
+		if !n.up || (hasExcept && id == except) {
+			continue
+		}
+		r.sendLSA(n, origin, raw, now)
+	}
+}
+
+func (r *Router) sendLSA(n *neighbour, origin identity.NodeID, raw lsaView, now time.Time) {
+	seq := raw.seq()
+	p := n.rxq[origin]
+	if p == nil {
+		p = &pending{}
+		n.rxq[origin] = p
+	}
+	p.seq, p.tries = seq, 0
+	p.due = now.Add(r.cfg.RxmtInterval)
+	if n.rxmtAt.IsZero() || p.due.Before(n.rxmtAt) {
+		n.rxmtAt = p.due
+	}
+	r.send(n.id, raw)
+}
+
+func (r *Router) send(to identity.NodeID, msg []byte) {
+	r.out = append(r.out, Out{To: to, Msg: msg})
+	r.stats.SentMsgs++
+	r.stats.SentBytes += uint64(len(msg))
+}
+
+func (r *Router) event(e Event) {
+	if len(r.events) >= maxEvents {
+		r.stats.EventsDropped++
+		return
+	}
+	r.events = append(r.events, e)
+}
+
+// Receive handles a routing message from the authenticated neighbour from.
+// The router keeps msg (adverts are stored and flooded as received): the
+// caller must not modify it afterwards. It returns an error, wrapping one of
+// the package's errors, for a message it rejects; duplicates and stale
+// copies, normal in flooding, are not errors.
+func (r *Router) Receive(from identity.NodeID, msg []byte) error {
+	if from == r.cfg.Self {
+		return fmt.Errorf("route: message from ourselves: %w", ErrMalformed)
+	}
+	now := r.cfg.Now()
+	n := r.neighbour(from)
+	n.heard = now
+	var err error
+	switch {
+	case len(msg) == 0:
+		err = ErrShort
+	case msg[0] == TypeLSA:
+		return r.receiveLSA(n, msg, now)
+	case msg[0] == TypeAck:
+		if !r.take(n, 1.0/16, now) {
+			return fmt.Errorf("route: ack from %s: %w", from.Short(), ErrRateLimited)
+		}
+		var es []Entry
+		if es, err = DecodeAck(msg); err == nil {
+			for _, e := range es {
+				r.acked(n, e.Origin, e.Seq)
+			}
+			return nil
+		}
+	case msg[0] == TypeSummary:
+		if !r.take(n, 1.0/16, now) {
+			return fmt.Errorf("route: summary from %s: %w", from.Short(), ErrRateLimited)
+		}
+		var s Summary
+		if s, err = DecodeSummary(msg); err == nil {
+			r.receiveSummary(n, s, now)
+			return nil
+		}
+	default:
+		err = ErrType
+	}
+	r.stats.Malformed++
+	r.event(Event{Kind: EventMalformed, At: now, Neighbour: from, Err: err})
+	return fmt.Errorf("route: message from %s: %w", from.Short(), err)
+}
+
+func (r *Router) acked(n *neighbour, origin identity.NodeID, seq uint64) {
+	if p := n.rxq[origin]; p != nil && p.seq <= seq {
+		delete(n.rxq, origin)
+	}
+}
+
+func (r *Router) ack(n *neighbour, origin identity.NodeID, seq uint64, now time.Time) {
+	if len(n.acks) == 0 {
+		n.ackAt = now.Add(r.cfg.AckDelay)
+	}
+	n.acks = append(n.acks, Entry{Origin: origin, Seq: seq})
+}
+
+func (r *Router) receiveLSA(n *neighbour, msg []byte, now time.Time) error {
+	r.stats.Received++
+	v, err := parseLSA(msg)
+	if err != nil {
+		r.stats.Malformed++
+		r.event(Event{Kind: EventMalformed, At: now, Neighbour: n.id, Err: err})
+		return fmt.Errorf("route: advert from %s: %w", n.id.Short(), err)
+	}
+	origin, seq := v.origin(), v.seq()
+	r.acked(n, origin, seq) // the neighbour has this one: stop sending it ours
+	cur := r.lsdb[origin]
+	if origin == r.cfg.Self && cur != nil && (seq > cur.seq || (seq == cur.seq && !bytes.Equal(msg, cur.raw))) {
+		return r.receiveOwn(n, v, now)
+	}
+	if cur != nil {
+		switch {
+		case seq == cur.seq && bytes.Equal(msg, cur.raw):
+			r.stats.Duplicate++
+			r.ack(n, origin, seq, now)
+			return nil
+		case seq < cur.seq || (seq == cur.seq && bytes.Compare(msg, cur.raw) < 0):
+			// Older than ours (a crossing retransmission, or a replay): the
+			// neighbour needs our copy, which also acknowledges its one.
+			r.stats.Old++
+			r.sendLSA(n, origin, cur.raw, now)
+			return nil
+		}
+		// Same sequence, different bytes, and ours compares lower: the origin
+		// signed two adverts with one number (a restart with the same clock).
+		// Every router keeps the higher one, so all converge on it.
+	} else if origin == r.cfg.Self {
+		return r.receiveOwn(n, v, now)
+	}
+	if t, ok := r.tombs[origin]; ok && seq <= t.seq {
+		r.stats.Old++
+		r.ack(n, origin, seq, now)
+		return nil
+	}
+	if !r.take(n, 1, now) {
+		return fmt.Errorf("route: advert %s/%d from %s: %w", origin.Short(), seq, n.id.Short(), ErrRateLimited)
+	}
+	if err := r.verify(n, v, now); err != nil {
+		return err
+	}
+	r.stats.Accepted++
+	r.ack(n, origin, seq, now)
+	if cur == nil || !bytes.Equal(cur.raw.links(), v.links()) {
+		r.scheduleSPF(now)
+	}
+	r.lsdb[origin] = &lsdbEntry{raw: v, seq: seq, expires: now.Add(r.cfg.MaxAge)}
+	delete(r.tombs, origin)
+	r.flood(origin, v, n.id, true, now)
+	return nil
+}
+
+func (r *Router) verify(n *neighbour, v lsaView, now time.Time) error {
+	origin, seq := v.origin(), v.seq()
+	err := r.cfg.Verify(origin, SignLabel, v.body(), v.sig())
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrUnknownOrigin) {
+		r.stats.UnknownOrigin++
+		return fmt.Errorf("route: advert %s/%d from %s: %w", origin.Short(), seq, n.id.Short(), err)
+	}
+	r.stats.Forged++
+	err = fmt.Errorf("%w: %w", ErrForged, err)
+	r.event(Event{Kind: EventForged, At: now, Neighbour: n.id, Origin: origin, Seq: seq, Err: err})
+	return fmt.Errorf("route: advert %s/%d from %s: %w", origin.Short(), seq, n.id.Short(), err)
+}
+
+// receiveOwn handles a valid-looking advert of our own that is newer than,
+// or conflicts with, our current one: an earlier incarnation of this node. We
+// jump our sequence past it and re-originate, so the network forgets it.
+func (r *Router) receiveOwn(n *neighbour, v lsaView, now time.Time) error {
+	if !r.take(n, 1, now) {
+		return fmt.Errorf("route: own advert from %s: %w", n.id.Short(), ErrRateLimited)
+	}
+	if err := r.verify(n, v, now); err != nil {
+		return err
+	}
+	seq := v.seq()
+	r.ack(n, r.cfg.Self, seq, now)
+	r.seq = max(r.seq, seq)
+	r.event(Event{Kind: EventSelfSeq, At: now, Neighbour: n.id, Origin: r.cfg.Self, Seq: seq})
+	if !r.origPending {
+		r.origPending = true
+		r.origAt = r.lastOrig.Add(r.cfg.MinOriginateInterval)
+		if r.lastOrig.IsZero() || !r.origAt.After(now) {
+			r.originate(now)
+		}
+	}
+	return nil
+}
+
+// burst and rate of a neighbour's token bucket grow with the database, since
+// a full sync legitimately sends every advert we know.
+func (r *Router) burst() float64 { return float64(r.cfg.FloodBurst + 4*len(r.lsdb)) }
+func (r *Router) rate() float64  { return r.cfg.FloodRate + float64(len(r.lsdb))/8 }
+
+func (r *Router) take(n *neighbour, cost float64, now time.Time) bool {
+	if dt := now.Sub(n.tokensAt); dt > 0 {
+		n.tokens = min(r.burst(), n.tokens+dt.Seconds()*r.rate())
+		n.tokensAt = now
+	}
+	if n.tokens >= cost {
+		n.tokens -= cost
+		return true
+	}
+	r.stats.RateLimited++
+	if n.reported.IsZero() || now.Sub(n.reported) >= floodReportInterval {
+		n.reported = now
+		r.event(Event{Kind: EventFlood, At: now, Neighbour: n.id, Err: ErrRateLimited})
+	}
+	return false
+}
+
+// receiveSummary pushes to the neighbour every advert in the summary's range
+// that it lacks or holds an older copy of. What it has and we lack arrives
+// when it handles our summary: both ends send one when the link comes up and
+// every SyncInterval.
+func (r *Router) receiveSummary(n *neighbour, s Summary, now time.Time) {
+	theirs := make(map[identity.NodeID]uint64, len(s.Entries))
+	for _, e := range s.Entries {
+		theirs[e.Origin] = e.Seq
+	}
+	var push []identity.NodeID
+	for id, e := range r.lsdb {
+		if cmpID(&id, &s.From) >= 0 && cmpID(&id, &s.To) <= 0 && theirs[id] < e.seq {
+			push = append(push, id)
+		}
+	}
+	slices.SortFunc(push, func(a, b identity.NodeID) int { return cmpID(&a, &b) })
+	for _, id := range push {
+		r.sendLSA(n, id, r.lsdb[id].raw, now)
+	}
+}
+
+// sendSummary sends our whole database as summaries covering the ID space
+// without gaps, MaxEntries per message.
+func (r *Router) sendSummary(n *neighbour) {
+	es := make([]Entry, 0, len(r.lsdb))
+	for id, e := range r.lsdb {
+		es = append(es, Entry{Origin: id, Seq: e.seq})
+	}
+	slices.SortFunc(es, func(a, b Entry) int { return cmpID(&a.Origin, &b.Origin) })
+	var from identity.NodeID
+	for {
+		k := min(len(es), MaxEntries)
+		s := Summary{From: from, Entries: es[:k]}
+		if k == len(es) {
+			for i := range s.To {
+				s.To[i] = 0xff
+			}
+		} else {
+			s.To = es[k].Origin
+			decID(&s.To)
+			from = es[k].Origin
+		}
+		b, err := EncodeSummary(s)
+		if err != nil {
+			panic("route: own summary does not encode: " + err.Error())
+		}
+		r.send(n.id, b)
+		es = es[k:]
+		if len(es) == 0 {
+			return
+		}
+	}
+}
+
+func decID(id *identity.NodeID) {
+	for i := len(id) - 1; i >= 0; i-- {
+		id[i]--
+		if id[i] != 0xff {
+			return
+		}
+	}
+}
+
+func (r *Router) scheduleSPF(now time.Time) {
+	if !r.spfAt.IsZero() {
+		return
+	}
+	if r.lastSPF.IsZero() || now.Sub(r.lastSPF) > 2*r.cfg.SPFMaxHold {
+		r.spfHold = 0
+	}
+	at := now.Add(r.cfg.SPFDelay)
+	if h := r.lastSPF.Add(r.spfHold); r.spfHold > 0 && h.After(at) {
+		at = h
+	}
+	r.spfAt = at
+}
+
+func (r *Router) runSPF(now time.Time) {
+	r.spfAt = time.Time{}
+	r.lastSPF = now
+	r.spfHold = min(max(2*r.spfHold, r.cfg.SPFHold), r.cfg.SPFMaxHold)
+	r.stats.SPFRuns++
+	g := r.buildGraph()
+	r.spf.compute(g, g.idx[r.cfg.Self])
+	if slices.Equal(r.spf.dst, r.table.dst) && slices.Equal(r.spf.routes, r.table.routes) {
+		return
+	}
+	r.version++
+	r.table = &Table{version: r.version, dst: slices.Clone(r.spf.dst), routes: slices.Clone(r.spf.routes)}
+}
+
+// NextDeadline returns when Tick must next be called.
+func (r *Router) NextDeadline() time.Time {
+	t := r.scanAt
+	early := func(x time.Time) {
+		if !x.IsZero() && x.Before(t) {
+			t = x
+		}
+	}
+	if r.origPending {
+		early(r.origAt)
+	}
+	if r.seq != 0 {
+		early(r.refreshAt)
+	}
+	early(r.spfAt)
+	for _, n := range r.nbrs {
+		if len(n.acks) > 0 {
+			early(n.ackAt)
+		}
+		early(n.rxmtAt)
+		if n.up {
+			early(n.syncAt)
+		}
+	}
+	return t
+}
+
+// Tick runs whatever timers are due: coalesced and periodic origination, SPF,
+// acknowledgements, retransmissions, database summaries and aging.
+func (r *Router) Tick() {
+	now := r.cfg.Now()
+	if (r.origPending && !now.Before(r.origAt)) || (r.seq != 0 && !now.Before(r.refreshAt)) {
+		r.originate(now)
+	}
+	for _, id := range r.nbrOrder {
+		n := r.nbrs[id]
+		if len(n.acks) > 0 && !now.Before(n.ackAt) {
+			r.flushAcks(n)
+		}
+		if !n.rxmtAt.IsZero() && !now.Before(n.rxmtAt) {
+			r.retransmit(n, now)
+		}
+		if n.up && !now.Before(n.syncAt) {
+			n.syncs++
+			n.syncAt = now.Add(r.jitter(r.cfg.SyncInterval, n.syncs^idSalt(id)))
+			r.sendSummary(n)
+		}
+	}
+	if !now.Before(r.scanAt) {
+		r.scan(now)
+	}
+	if !r.spfAt.IsZero() && !now.Before(r.spfAt) {
+		r.runSPF(now)
+	}
+}
+
+func (r *Router) flushAcks(n *neighbour) {
+	es := n.acks
+	n.acks = nil
+	slices.SortFunc(es, func(a, b Entry) int {
+		if c := cmpID(&a.Origin, &b.Origin); c != 0 {
+			return c
+		}
+		switch { // highest seq first, so Compact keeps it
+		case a.Seq > b.Seq:
+			return -1
+		case a.Seq < b.Seq:
+			return 1
+		}
+		return 0
+	})
+	es = slices.CompactFunc(es, func(a, b Entry) bool { return a.Origin == b.Origin })
+	for len(es) > 0 {
+		k := min(len(es), MaxEntries)
+		b, err := EncodeAck(es[:k])
+		if err != nil {
+			panic("route: own ack does not encode: " + err.Error())
+		}
+		r.send(n.id, b)
+		es = es[k:]
+	}
+}
+
+func (r *Router) retransmit(n *neighbour, now time.Time) {
+	horizon := now.Add(r.cfg.RxmtInterval / 4) // coalesce retransmissions
+	var due []identity.NodeID
+	for id, p := range n.rxq {
+		if !p.due.After(horizon) {
+			due = append(due, id)
+		}
+	}
+	slices.SortFunc(due, func(a, b identity.NodeID) int { return cmpID(&a, &b) })
+	for _, id := range due {
+		p := n.rxq[id]
+		e := r.lsdb[id]
+		if e == nil || p.tries >= maxRetransmitTries || (!n.up && p.tries >= 4) {
+			delete(n.rxq, id)
+			continue
+		}
+		p.seq, p.tries, p.due = e.seq, p.tries+1, now.Add(r.cfg.RxmtInterval)
+		r.stats.Retransmits++
+		r.send(n.id, e.raw)
+	}
+	n.rxmtAt = time.Time{}
+	for _, p := range n.rxq {
+		if n.rxmtAt.IsZero() || p.due.Before(n.rxmtAt) {
+			n.rxmtAt = p.due
+		}
+	}
+}
+
+// scan ages out adverts not refreshed within MaxAge (remembering their
+// sequence numbers for another MaxAge, so a late copy is not taken as new),
+// drops old tombstones and forgets idle neighbours whose links are down.
+func (r *Router) scan(now time.Time) {
+	r.scanAt = now.Add(r.scanInterval())
+	for id, e := range r.lsdb {
+		if !e.expires.IsZero() && !now.Before(e.expires) {
+			delete(r.lsdb, id)
+			r.tombs[id] = tombstone{seq: e.seq, until: now.Add(r.cfg.MaxAge)}
+			r.stats.Expired++
+			r.scheduleSPF(now)
+		}
+	}
+	for id, t := range r.tombs {
+		if !now.Before(t.until) {
+			delete(r.tombs, id)
+		}
+	}
+	for _, id := range slices.Clone(r.nbrOrder) {
+		if n := r.nbrs[id]; !n.up && len(n.rxq) == 0 && len(n.acks) == 0 && now.Sub(n.heard) > r.cfg.SyncInterval {
+			r.dropNeighbour(id)
+		}
+	}
+}
+
+// jitter spreads periodic timers over ±10% of d, deterministically from our
+// ID and salt, so refreshes and syncs of many routers do not synchronize.
+func (r *Router) jitter(d time.Duration, salt uint64) time.Duration {
+	x := splitmix(idSalt(r.cfg.Self) ^ salt)
+	return d - d/10 + time.Duration(x%uint64(d/5+1))
+}
+
+func idSalt(id identity.NodeID) uint64 {
+	return binary.LittleEndian.Uint64(id[:8]) ^ binary.LittleEndian.Uint64(id[8:])
+}
+
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
