@@ -223,3 +223,34 @@ func BenchmarkParseDataHeader(b *testing.B) {
 		}
 	}
 }
+
+func TestForwardHeader(t *testing.T) {
+	var dst [16]byte
+	dst[0], dst[15] = 0xaa, 0x55
+	b := make([]byte, ForwardHeaderSize+DataOverhead)
+	PutForwardHeader(b, 7, dst)
+	PutDataHeader(b[ForwardHeaderSize:], 1, 2)
+	hop, got, inner, err := ParseForward(b)
+	if err != nil || hop != 7 || got != dst || len(inner) != DataOverhead {
+		t.Fatalf("round trip: %d %x %d %v", hop, got, len(inner), err)
+	}
+	b[ForwardHeaderSize] = TypeInitiation // whole initiations never travel unfragmented in the mesh
+	if _, _, _, err := ParseForward(b); err == nil {
+		t.Fatal("forwarded initiation accepted")
+	}
+	if IsIPPacket([]byte{LinkForward}) || !IsIPPacket([]byte{0x45}) || !IsIPPacket([]byte{0x60}) || IsIPPacket(nil) {
+		t.Fatal("IsIPPacket")
+	}
+}
+
+func FuzzParseForward(f *testing.F) {
+	b := make([]byte, ForwardHeaderSize+DataOverhead)
+	PutForwardHeader(b, 3, [16]byte{1})
+	PutDataHeader(b[ForwardHeaderSize:], 1, 2)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, _, inner, err := ParseForward(b); err == nil && len(inner) == 0 {
+			t.Fatal("empty inner datagram accepted")
+		}
+	})
+}
