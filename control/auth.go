@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -243,6 +242,3 @@ func (s *Server) authNode(ctx context.Context, body []byte) (*store.Entity, *nod
 	}
 	return node, nd, nil
 }
-
-// tooOld reports whether t is before now minus d (helper for expiry).
-func tooOld(t time.Time, now time.Time, d time.Duration) bool { return now.Sub(t) > d }

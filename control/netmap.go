@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,8 @@ type hub struct {
 	meshes map[string]*meshHub
 	online map[string]int // node ID → open streams
 	closed bool
+
+	snapshots chan struct{} // bounds full snapshots being encoded at once
 }
 
 type meshHub struct {
@@ -84,7 +87,7 @@ type meshHub struct {
 }
 
 func newHub(s *Server) *hub {
-	return &hub{s: s, meshes: map[string]*meshHub{}, online: map[string]int{}}
+	return &hub{s: s, meshes: map[string]*meshHub{}, online: map[string]int{}, snapshots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 }
 
 // onCommit marks the meshes that committed events touch.
@@ -445,6 +448,20 @@ func (st *stream) update(v *meshView) (done bool, err error) {
 		}
 		return true, errStreamEnd
 	}
+	release := func() {}
+	if st.last == nil {
+		// A snapshot holds every peer's certificate (about 9 kB each in
+		// JSON): bound how many are encoded at once, so that a thousand
+		// nodes reconnecting together do not hold a thousand of them. The
+		// slot is not held while writing: a slow reader delays only itself.
+		select {
+		case st.s.hub.snapshots <- struct{}{}:
+			release = sync.OnceFunc(func() { <-st.s.hub.snapshots })
+			defer release()
+		case <-st.s.streamCtx.Done():
+			return true, errStreamEnd
+		}
+	}
 	rules := v.pol.Compile(me.member, v.members)
 	d := &netmap.Delta{Mesh: v.meshName, Node: st.id, From: st.sentFrom(), Issued: st.s.now().UTC()}
 	if st.last == nil {
@@ -467,10 +484,15 @@ func (st *stream) update(v *meshView) (done bool, err error) {
 		}
 	}
 	d.To = st.nextVersion(v)
-	if err := st.send(d, v); err != nil {
+	line, err := encode(d, v.caKey)
+	release()
+	if err != nil {
 		return true, err
 	}
-	st.rules = rules
+	if err := st.write(line); err != nil {
+		return true, err
+	}
+	st.last, st.sent, st.rules = v, d.To, rules
 	return false, nil
 }
 
@@ -487,19 +509,28 @@ func (st *stream) sentFrom() uint64 {
 func (st *stream) nextVersion(v *meshView) uint64 { return max(v.version, st.sent+1) }
 
 func (st *stream) send(d *netmap.Delta, v *meshView) error {
-	signed, err := netmap.Sign(d, v.caKey)
+	line, err := encode(d, v.caKey)
 	if err != nil {
 		return err
 	}
-	line, err := json.Marshal(signed)
-	if err != nil {
-		return err
-	}
-	if err := st.write(append(line, '\n')); err != nil {
+	if err := st.write(line); err != nil {
 		return err
 	}
 	st.last, st.sent = v, d.To
 	return nil
+}
+
+// encode signs a delta with the mesh CA and makes it one line of the stream.
+func encode(d *netmap.Delta, caKey *identity.SigningKey) ([]byte, error) {
+	signed, err := netmap.Sign(d, caKey)
+	if err != nil {
+		return nil, err
+	}
+	line, err := json.Marshal(signed)
+	if err != nil {
+		return nil, err
+	}
+	return append(line, '\n'), nil
 }
 
 // streamWriteTimeout drops a node that does not read its stream.

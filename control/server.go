@@ -244,7 +244,8 @@ func (s *Server) Close() error {
 	return err
 }
 
-// checkpoints signs each organization's chain head periodically.
+// checkpoints signs each organization's chain head periodically, and once
+// more at shutdown, whenever the chain grew since the last signature.
 func (s *Server) checkpoints(ctx context.Context) {
 	t := time.NewTicker(s.cfg.CheckpointInterval)
 	defer t.Stop()
@@ -252,24 +253,34 @@ func (s *Server) checkpoints(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			s.checkpointAll(context.Background(), signed)
 			return
 		case <-t.C:
+			s.checkpointAll(ctx, signed)
 		}
-		heads, err := s.store.Heads(ctx)
-		if err != nil {
-			s.log.Warn("audit checkpoints", "err", err)
+	}
+}
+
+func (s *Server) checkpointAll(ctx context.Context, signed map[string]uint64) {
+	heads, err := s.store.Heads(ctx)
+	if err != nil {
+		s.log.Warn("audit checkpoints", "err", err)
+		return
+	}
+	for _, h := range heads {
+		if _, ok := signed[h.Org]; !ok { // first round: what an earlier run signed
+			if cps, err := s.store.Checkpoints(ctx, h.Org, 1); err == nil && len(cps) == 1 {
+				signed[h.Org] = cps[0].OrgSeq
+			}
+		}
+		if signed[h.Org] == h.OrgSeq {
 			continue
 		}
-		for _, h := range heads {
-			if signed[h.Org] == h.OrgSeq {
-				continue
-			}
-			if _, err := s.store.Checkpoint(ctx, h.Org, store.KeySigner{Key: s.ckey}); err != nil {
-				s.log.Warn("audit checkpoint", "org", h.Org, "err", err)
-				continue
-			}
-			signed[h.Org] = h.OrgSeq
+		if _, err := s.store.Checkpoint(ctx, h.Org, store.KeySigner{Key: s.ckey}); err != nil {
+			s.log.Warn("audit checkpoint", "org", h.Org, "err", err)
+			continue
 		}
+		signed[h.Org] = h.OrgSeq
 	}
 }
 

@@ -101,6 +101,9 @@ func testPutGetList(t *testing.T, h Harness) {
 	if err != nil || len(list) != 2 || list[0].ID != "n1" || list[1].ID != "n2" {
 		t.Fatalf("list: %v, %v", list, err)
 	}
+	if n, err := s.Count(ctx, store.Query{Kind: "node", Org: "o1", After: "n1", Limit: 1}); err != nil || n != 2 {
+		t.Fatalf("count: %d, %v", n, err)
+	}
 	page, err := s.List(ctx, store.Query{Kind: "node", After: "n1", Limit: 1})
 	if err != nil || len(page) != 1 || page[0].ID != "n2" {
 		t.Fatalf("list page: %v, %v", page, err)
