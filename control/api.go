@@ -72,6 +72,7 @@ type opDef struct {
 	// ParsedBody skips huma's schema check of the body: its type decodes
 	// itself strictly (policy.Policy) and its errors are more precise.
 	ParsedBody bool
+	Errors     []int // error statuses besides the common ones
 }
 
 func register[I, O any](s *Server, hapi huma.API, d opDef, h func(context.Context, *I) (*O, error)) {
@@ -92,13 +93,40 @@ func register[I, O any](s *Server, hapi huma.API, d opDef, h func(context.Contex
 		s.perms[d.ID] = d.Role
 	case d.Node:
 		op.Security = []map[string][]string{{"nodeSignature": {}}}
-		op.Errors = append(op.Errors, http.StatusUnauthorized, http.StatusForbidden)
+		op.Errors = append(op.Errors, http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict)
 	}
+	op.Errors = append(op.Errors, d.Errors...)
 	if d.Operator {
 		op.Metadata[metaOperator] = true
 	}
 	op.SkipValidateBody = d.ParsedBody
 	huma.Register(hapi, op, h)
+	// A RawBody field (kept for the node's signature) makes huma document
+	// an octet-stream body too; the operation takes JSON only.
+	if o := registered(hapi, d.Method, d.Path); o != nil && o.RequestBody != nil && o.RequestBody.Content["application/json"] != nil {
+		delete(o.RequestBody.Content, "application/octet-stream")
+	}
+}
+
+// registered returns an operation of the OpenAPI document.
+func registered(hapi huma.API, method, path string) *huma.Operation {
+	p := hapi.OpenAPI().Paths[path]
+	if p == nil {
+		return nil
+	}
+	switch method {
+	case http.MethodGet:
+		return p.Get
+	case http.MethodPost:
+		return p.Post
+	case http.MethodPut:
+		return p.Put
+	case http.MethodPatch:
+		return p.Patch
+	case http.MethodDelete:
+		return p.Delete
+	}
+	return nil
 }
 
 // Permissions returns each API-key operation's minimum role.

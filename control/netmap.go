@@ -343,9 +343,9 @@ func (s *Server) registerNetmap(hapi huma.API) {
 		Desc: "A long-lived application/x-ndjson stream: each line is one netmap.Signed (a delta signed by the mesh CA, " +
 			"label x0t-netmap-v1); the first is a full snapshot (from 0), then changes. An empty line every 15 s keeps " +
 			"the connection alive. A pending node receives nothing until it is approved; a revoked node gets a last " +
-			"delta naming itself revoked, and the stream ends."}, s.streamNetmap)
+			"delta naming itself revoked, and the stream ends.", Errors: []int{http.StatusServiceUnavailable}}, s.streamNetmap)
 	// The success response is a stream of JSON lines, not one JSON document.
-	op := hapi.OpenAPI().Paths[api.PathNetmap].Get
+	op := registered(hapi, http.MethodGet, api.PathNetmap)
 	op.Responses["200"] = &huma.Response{Description: "A stream of signed netmap deltas, one JSON object per line.",
 		Content: map[string]*huma.MediaType{"application/x-ndjson": {Schema: hapi.OpenAPI().Components.Schemas.Schema(
 			reflectType[netmap.Signed](), true, "NetmapSigned")}}}

@@ -21,6 +21,7 @@ func (s *Server) registerNodeAPI(hapi huma.API) {
 		Summary: "Register a node with a join token and its public keys (rate limited per address)",
 		Desc: "The node proves it holds its signing key with a hybrid signature (label x0t-enroll-v1) over " +
 			"api.EnrollProof(token, name, keys). Repeating an enrollment with the same keys returns the node's state.",
+		Errors: []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict},
 	}, s.enrollNode)
 	register(s, hapi, opDef{ID: "node-status", Method: http.MethodGet, Path: api.PathNode, Tag: "Node API", Node: true,
 		Summary: "The calling node's status, CA and certificate (polled while pending)"}, s.nodeStatus)

@@ -190,3 +190,41 @@ func TestOpenAPICoverage(t *testing.T) {
 
 // nodeOps are the operations that take no API key.
 var nodeOps = map[string]bool{"enroll": true, "node-status": true, "node-netmap": true, "node-heartbeat": true, "node-renew": true}
+
+// TestOpenAPIContentTypes checks the parts of the document huma can not
+// infer: the netmap stream is NDJSON, and signed node bodies are JSON only.
+func TestOpenAPIContentTypes(t *testing.T) {
+	ts := startServer(t, nil)
+	resp, err := ts.rawClient().Get(ts.url + "/api/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Paths map[string]map[string]struct {
+			RequestBody *struct {
+				Content map[string]any `json:"content"`
+			} `json:"requestBody"`
+			Responses map[string]struct {
+				Content map[string]any `json:"content"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	stream := doc.Paths["/api/v1/node/netmap"]["get"].Responses["200"].Content
+	if _, ok := stream["application/x-ndjson"]; !ok || len(stream) != 1 {
+		t.Errorf("netmap stream content: %v", stream)
+	}
+	for path, methods := range doc.Paths {
+		for method, op := range methods {
+			if op.RequestBody == nil {
+				continue
+			}
+			if _, ok := op.RequestBody.Content["application/json"]; !ok || len(op.RequestBody.Content) != 1 {
+				t.Errorf("%s %s takes %v", method, path, op.RequestBody.Content)
+			}
+		}
+	}
+}
