@@ -155,9 +155,13 @@ func adminTokenCmd(a *adminFlags) *cobra.Command {
 		}),
 	}
 	revoke := &cobra.Command{
-		Use: "revoke TOKEN-ID", Short: "Revoke a join token", Args: cobra.ExactArgs(1),
+		Use: "revoke TOKEN", Short: "Revoke a join token, named by its ID, the token itself or its shown prefix", Args: cobra.ExactArgs(1),
 		RunE: a.run(func(ctx context.Context, c *controlclient.Client, cmd *cobra.Command, args []string) error {
-			tok, err := c.RevokeToken(ctx, mesh, args[0])
+			id, err := tokenID(ctx, c, mesh, args[0])
+			if err != nil {
+				return err
+			}
+			tok, err := c.RevokeToken(ctx, mesh, id)
 			if err != nil {
 				return err
 			}
@@ -168,6 +172,31 @@ func adminTokenCmd(a *adminFlags) *cobra.Command {
 	}
 	t.AddCommand(create, list, revoke)
 	return t
+}
+
+// tokenID resolves a token given as its secret or its shown prefix to its
+// ID (only a hash of the secret is stored, so the prefix is matched).
+func tokenID(ctx context.Context, c *controlclient.Client, mesh, ref string) (string, error) {
+	if !strings.HasPrefix(ref, "x0t_join_") {
+		return ref, nil
+	}
+	toks, err := c.ListTokens(ctx, mesh)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, t := range toks {
+		if strings.HasPrefix(ref, t.Prefix) || strings.HasPrefix(t.Prefix, ref) {
+			found = append(found, t.ID)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("no join token of mesh %s starts like %.15s", mesh, ref)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%d join tokens start like %.15s: name one by its ID", len(found), ref)
 }
 
 func adminNodesCmd(a *adminFlags) *cobra.Command {

@@ -286,6 +286,13 @@ func TestCLI(t *testing.T) {
 	e.ok("nodes", "revoke", "--mesh", "prod", "web1")
 	e.ok("nodes", "delete", "--mesh", "prod", "web1")
 	e.ok("token", "revoke", "--mesh", "prod", manual.ID)
+	e.ok("token", "revoke", "--mesh", "prod", tok) // by the token itself
+	e.json(&toks, "token", "list", "--mesh", "prod")
+	for _, tk := range toks {
+		if tk.RevokedAt == nil {
+			t.Fatalf("token %s not revoked", tk.ID)
+		}
+	}
 
 	// Audit: list, verify; then an edit straight in the database is named.
 	var page apitypes.AuditPage
