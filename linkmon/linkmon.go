@@ -286,10 +286,7 @@ func (l *Link) Tick() []byte {
 	p := &l.probes[l.seq%ring]
 	*p = probe{seq: l.seq, token: l.rng.Uint64(), sent: now}
 	l.st.Sent++
-	l.nextProbe = l.nextProbe.Add(l.cfg.Interval)
-	if !l.nextProbe.After(now) {
-		l.nextProbe = now.Add(l.cfg.Interval)
-	}
+	l.nextProbe = now.Add(l.cfg.Interval) // phase follows the caller's timer: links do not probe in lockstep
 	return Message{Type: TypeProbe, Seq: p.seq, Token: p.token}.Append(make([]byte, 0, MessageSize))
 }
 
@@ -408,6 +405,9 @@ func (l *Link) progress(now time.Time) {
 	}
 	l.good++
 	if l.good >= l.needed() {
+		// Probes lost while the link was down measure the outage, not the
+		// link: start the loss window afresh.
+		l.outcomes, l.valid, l.decided = 0, 0, l.seq
 		l.state, l.upSince = Up, now
 		l.events = append(l.events, Event{State: Up, At: now})
 	}

@@ -108,8 +108,13 @@ func TestUpMeasureDownUp(t *testing.T) {
 		t.Fatalf("after cut: %v, %+v", p.a.State(), p.events)
 	}
 	detect := p.events[1].At.Sub(cutAt)
-	if detect < 150*time.Millisecond || detect > 220*time.Millisecond {
-		t.Fatalf("detected a cut after %v, want 150-220 ms", detect)
+	// Down after 160 ms of silence, counted from the last reply, which came
+	// up to one probe interval before the cut.
+	if sil := p.events[1].Silence; sil < 150*time.Millisecond || sil > 200*time.Millisecond {
+		t.Fatalf("down after %v of silence, want 150-200 ms", sil)
+	}
+	if detect < 100*time.Millisecond || detect > 220*time.Millisecond {
+		t.Fatalf("detected a cut after %v, want 100-220 ms", detect)
 	}
 	p.cut = false
 	restoreAt := p.now
