@@ -35,7 +35,7 @@ type Client interface {
 }
 
 // ErrRevoked means the control plane revoked this node.
-var ErrRevoked = errors.New("agent: this node has been revoked")
+var ErrRevoked = api.ErrRevoked
 
 // Options configure an enrolled node.
 type Options struct {
@@ -160,6 +160,9 @@ func (st *State) absorb(resp *api.NodeResponse) error {
 		if cert.ID() != st.Key.PublicKeys().ID() {
 			return errors.New("agent: the certificate is not for this node's keys")
 		}
+		if st.Cert != nil && st.Cert.Equal(cert) {
+			return nil // nothing new
+		}
 		st.Cert = cert
 	}
 	return st.Save()
@@ -269,7 +272,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	for _, loop := range []func(context.Context) error{a.runNode, a.followNetmap, a.heartbeats, a.renewals} {
+	for _, loop := range []func(context.Context) error{a.runNode, a.followNetmap, a.heartbeats, a.identityLoop} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -442,40 +445,54 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 	}
 }
 
-// renewals asks for a new certificate when two thirds of its lifetime passed.
-func (a *Agent) renewals(ctx context.Context) error {
+// StatusInterval is how often the agent asks the control plane about its own
+// state: a rename, a tag change or an administrator's renewal reissues the
+// node's certificate, and a netmap never describes the node itself.
+const StatusInterval = 30 * time.Second
+
+// identityLoop keeps the node's own certificate current: it renews when two
+// thirds of its lifetime have passed, and picks up certificates the control
+// plane reissued. It ends with ErrRevoked when the node is revoked.
+func (a *Agent) identityLoop(ctx context.Context) error {
 	for {
 		cert := a.st.Cert
-		life := cert.NotAfter.Sub(cert.NotBefore)
-		due := cert.NotBefore.Add(life * 2 / 3)
-		wait := time.Until(due)
-		if wait > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
-			}
+		due := cert.NotBefore.Add(cert.NotAfter.Sub(cert.NotBefore) * 2 / 3)
+		var resp *api.NodeResponse
+		var err error
+		if time.Now().After(due) {
+			resp, err = a.c.Renew(ctx)
+		} else {
+			resp, err = a.c.Status(ctx)
 		}
-		resp, err := a.c.Renew(ctx)
+		if err == nil && resp.Status == api.StatusRevoked {
+			err = ErrRevoked
+		}
 		if err == nil {
 			err = a.st.absorb(resp)
 		}
 		if err == nil && a.st.Cert != cert {
-			err = a.node.SetCert(a.st.Cert)
+			if err = a.node.SetCert(a.st.Cert); err == nil {
+				a.opt.Logger.Info("certificate updated", "valid_until", a.st.Cert.NotAfter, "tags", a.st.Cert.Tags)
+			}
 		}
+		if errors.Is(err, ErrRevoked) {
+			return ErrRevoked
+		}
+		wait := StatusInterval
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			a.opt.Logger.Warn("certificate renewal failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Minute):
-			}
-			continue
+			a.opt.Logger.Warn("certificate check failed; keeping the current one", "err", err)
 		}
-		a.opt.Logger.Info("certificate renewed", "valid_until", a.st.Cert.NotAfter)
+		if until := time.Until(due); until > 0 && until < wait {
+			wait = until
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
 	}
 }
 

@@ -45,7 +45,7 @@ func (f *fakeCP) StreamNetmap(ctx context.Context, since uint64, fn func(*netmap
 	return ctx.Err()
 }
 func (f *fakeCP) Heartbeat(ctx context.Context, hb *api.Heartbeat) error { return nil }
-func (f *fakeCP) Renew(ctx context.Context) (*api.NodeResponse, error)  { return f.Status(ctx) }
+func (f *fakeCP) Renew(ctx context.Context) (*api.NodeResponse, error)   { return f.Status(ctx) }
 
 func setup(t *testing.T) (*fakeCP, *Agent) {
 	t.Helper()

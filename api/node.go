@@ -141,6 +141,10 @@ func SignRequest(req *http.Request, body []byte, id identity.NodeID, key *identi
 		base64.RawURLEncoding.EncodeToString(sig)))
 }
 
+// ErrRevoked is what node-side code reports once the control plane has revoked
+// the node: the client maps the server's refusal to it, the agent stops on it.
+var ErrRevoked = errors.New("node revoked")
+
 // ErrNodeAuth reports a missing or bad node signature.
 var ErrNodeAuth = errors.New("api: node authentication failed")
 

@@ -19,7 +19,7 @@ import (
 
 // ErrRevoked is returned by node calls once the control plane refuses the
 // node as revoked (HTTP 403).
-var ErrRevoked = errors.New("controlclient: node revoked")
+var ErrRevoked = api.ErrRevoked
 
 // NodeClient makes the calls of one node, signed with its key.
 type NodeClient struct {

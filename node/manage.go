@@ -53,7 +53,7 @@ func (n *Node) setPeers(pcs []PeerConfig) error {
 		}
 		old := p.cert.Load()
 		if !sameIdentity(old, pc.Cert) {
-			// Another name or addresses: a new peer as far as routing goes.
+			// Other addresses: a new peer as far as routing goes.
 			n.removePeer(p)
 			continue
 		}
@@ -61,7 +61,7 @@ func (n *Node) setPeers(pcs []PeerConfig) error {
 			if err := n.cfg.Trust.Verify(pc.Cert, n.now()); err != nil {
 				return fmt.Errorf("node: peer %q: %w", pc.Cert.Name, err)
 			}
-			p.cert.Store(pc.Cert) // renewed: same keys, name and addresses
+			p.cert.Store(pc.Cert) // renewed or renamed: same keys and addresses
 		}
 		if !slices.Equal(p.configured, pc.Endpoints) {
 			p.configured = pc.Endpoints
@@ -83,10 +83,10 @@ func (n *Node) setPeers(pcs []PeerConfig) error {
 	return nil
 }
 
-// sameIdentity reports whether two certificates name the same node with the
-// same keys, name and addresses.
+// sameIdentity reports whether two certificates are for the same keys and
+// overlay addresses (the name and tags may differ: a rename or a retag).
 func sameIdentity(a, b *identity.Certificate) bool {
-	return a.ID() == b.ID() && a.Name == b.Name && slices.Equal(a.Addrs, b.Addrs)
+	return a.ID() == b.ID() && slices.Equal(a.Addrs, b.Addrs)
 }
 
 // RemovePeer forgets a peer and every session with it.
@@ -166,7 +166,7 @@ func (n *Node) SetCert(c *identity.Certificate) error {
 		return fmt.Errorf("node: renewed certificate: %w", err)
 	}
 	if !sameIdentity(n.cfg.Cert, c) {
-		return fmt.Errorf("node: renewed certificate changes name or addresses")
+		return fmt.Errorf("node: renewed certificate changes the keys or addresses")
 	}
 	return n.hs.SetCert(c)
 }

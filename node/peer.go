@@ -24,8 +24,7 @@ const maxStaged = 128
 type Peer struct {
 	node    *Node
 	id      identity.NodeID
-	name    string
-	cert    atomic.Pointer[identity.Certificate] // replaced on renewal (same keys and addresses)
+	cert    atomic.Pointer[identity.Certificate] // replaced on renewal or rename (same keys and addresses)
 	addrs   []netip.Addr                         // overlay host addresses, from the certificate
 	cookies *handshake.CookieGenerator
 
@@ -58,7 +57,6 @@ func newPeer(n *Node, cert *identity.Certificate, endpoints []netip.AddrPort) *P
 	p := &Peer{
 		node:       n,
 		id:         cert.ID(),
-		name:       cert.Name,
 		cookies:    handshake.NewCookieGenerator(cert.Keys.DH),
 		configured: endpoints,
 	}
@@ -74,7 +72,7 @@ func newPeer(n *Node, cert *identity.Certificate, endpoints []netip.AddrPort) *P
 }
 
 // Name returns the peer's certificate name.
-func (p *Peer) Name() string { return p.name }
+func (p *Peer) Name() string { return p.cert.Load().Name }
 
 // ID returns the peer's node ID.
 func (p *Peer) ID() identity.NodeID { return p.id }
@@ -223,7 +221,7 @@ type PeerStatus struct {
 
 func (p *Peer) status() PeerStatus {
 	st := PeerStatus{
-		Name:      p.name,
+		Name:      p.Name(),
 		ID:        p.id.String(),
 		Addrs:     p.addrs,
 		Up:        p.current.Load() != nil,

@@ -3,52 +3,179 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/x0tta6bl4/x0t/agent"
 	"github.com/x0tta6bl4/x0t/config"
+	"github.com/x0tta6bl4/x0t/controlclient"
 	"github.com/x0tta6bl4/x0t/node"
 )
 
+type nodeFlags struct {
+	config      string
+	debugListen string
+	control     string
+	fingerprint string
+	token       string
+	state       string
+	name        string
+	tun         string
+	netstack    bool
+	listen      string
+	endpoints   []string
+	mtu         int
+}
+
 func nodeCmd(g *globalFlags) *cobra.Command {
 	n := &cobra.Command{Use: "node", Short: "The node agent"}
-	var cfgPath, debugListen string
+	var f nodeFlags
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Run the node agent in the foreground until SIGINT or SIGTERM",
-		Args:  cobra.NoArgs,
+		Long: `Run the node agent in the foreground until SIGINT or SIGTERM.
+
+Static mode:   x0t node up --config FILE
+Control plane: x0t node up --control URL --token TOKEN --state DIR [--name NAME] [--tun NAME | --netstack]
+               (later runs: x0t node up --control URL --state DIR)`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfgPath == "" {
-				return errors.New("--config is required (joining a control plane is not built yet)")
-			}
-			c, err := config.Load(cfgPath)
-			if err != nil {
-				return err
-			}
-			log, err := g.logger(c.LogLevel)
-			if err != nil {
-				return err
-			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			if debugListen != "" {
-				if err := serveDebug(ctx, debugListen, log); err != nil {
-					return err
-				}
+			switch {
+			case f.config != "" && f.control != "":
+				return errors.New("--config and --control: choose one")
+			case f.config != "":
+				return runStatic(ctx, g, &f)
+			case f.control != "" || os.Getenv("X0T_CONTROL") != "":
+				return runEnrolled(ctx, g, &f, cmd)
 			}
-			s, err := node.OpenStatic(c, log)
-			if err != nil {
-				return err
-			}
-			err = s.Run(ctx)
-			log.Info("node stopped")
-			return err
+			return errors.New("give --config FILE (static mode) or --control URL --state DIR (control plane)")
 		},
 	}
-	up.Flags().StringVar(&cfgPath, "config", "", "static node configuration (YAML)")
-	up.Flags().StringVar(&debugListen, "debug-listen", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	fl := up.Flags()
+	fl.StringVar(&f.config, "config", "", "static node configuration (YAML)")
+	fl.StringVar(&f.debugListen, "debug-listen", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	fl.StringVar(&f.control, "control", "", "control plane URL (env X0T_CONTROL)")
+	fl.StringVar(&f.fingerprint, "control-fingerprint", "", "pin the control plane's TLS certificate by SHA-256 (env X0T_CONTROL_FINGERPRINT)")
+	fl.StringVar(&f.token, "token", "", "join token (first run only; env X0T_TOKEN)")
+	fl.StringVar(&f.state, "state", "", "directory for the node's keys and certificates (control plane mode)")
+	fl.StringVar(&f.name, "name", "", "node name at enrollment (default: the host name)")
+	fl.StringVar(&f.tun, "tun", "", "kernel TUN name (default x0t0)")
+	fl.BoolVar(&f.netstack, "netstack", false, "userspace netstack instead of a kernel TUN (no root)")
+	fl.StringVar(&f.listen, "listen", "0.0.0.0:4242", "UDP underlay address (control plane mode)")
+	fl.StringSliceVar(&f.endpoints, "endpoint", nil, "address peers should use to reach this node (default: this host's addresses)")
+	fl.IntVar(&f.mtu, "mtu", 0, "overlay MTU (default 1420)")
 	n.AddCommand(up)
 	return n
 }
+
+func runStatic(ctx context.Context, g *globalFlags, f *nodeFlags) error {
+	c, err := config.Load(f.config)
+	if err != nil {
+		return err
+	}
+	log, err := g.logger(c.LogLevel)
+	if err != nil {
+		return err
+	}
+	if f.debugListen != "" {
+		if err := serveDebug(ctx, f.debugListen, log); err != nil {
+			return err
+		}
+	}
+	s, err := node.OpenStatic(c, log)
+	if err != nil {
+		return err
+	}
+	err = s.Run(ctx)
+	log.Info("node stopped")
+	return err
+}
+
+func runEnrolled(ctx context.Context, g *globalFlags, f *nodeFlags, cmd *cobra.Command) error {
+	log, err := g.logger("")
+	if err != nil {
+		return err
+	}
+	if f.state == "" {
+		return errors.New("--state DIR is required with --control")
+	}
+	if f.netstack && f.tun != "" {
+		return errors.New("--tun and --netstack: choose one")
+	}
+	listen, err := netip.ParseAddrPort(f.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	if f.debugListen != "" {
+		if err := serveDebug(ctx, f.debugListen, log); err != nil {
+			return err
+		}
+	}
+	url := firstOf(f.control, os.Getenv("X0T_CONTROL"))
+	if !strings.Contains(url, "://") {
+		url = "https://" + url
+	}
+	fingerprint := firstOf(f.fingerprint, os.Getenv("X0T_CONTROL_FINGERPRINT"))
+
+	st, err := agent.LoadState(f.state)
+	switch {
+	case errors.Is(err, agent.ErrNoState):
+		name := f.name
+		if name == "" {
+			if name, err = os.Hostname(); err != nil {
+				return fmt.Errorf("--name not given and no host name: %w", err)
+			}
+			name = strings.ToLower(strings.SplitN(name, ".", 2)[0])
+		}
+		if st, err = agent.NewState(f.state, url, fingerprint, name); err != nil {
+			return err
+		}
+		log.Info("generated node keys", "state", f.state, "node", name, "id", st.NodeID)
+	case err != nil:
+		return err
+	default:
+		if f.control != "" && st.Control != url {
+			log.Warn("using a control plane other than the one this node enrolled with", "enrolled", st.Control, "now", url)
+		}
+		if fingerprint == "" {
+			fingerprint = st.Fingerprint
+		}
+	}
+	client, err := controlclient.New(url, controlclient.Options{Fingerprint: fingerprint, UserAgent: "x0t-node"})
+	if err != nil {
+		return err
+	}
+	nc := client.Node(st.Key)
+	opt := agent.Options{
+		Token: firstOf(f.token, os.Getenv("X0T_TOKEN")), Name: st.Name, TUN: f.tun, Netstack: f.netstack,
+		MTU: f.mtu, Listen: listen, Endpoints: f.endpoints, Logger: log,
+	}
+	// Progress dots only on a terminal; logs say the same in pipes.
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		opt.Progress = cmd.ErrOrStderr()
+	}
+	if err := agent.Enroll(ctx, nc, st, opt); err != nil {
+		return err
+	}
+	a, err := agent.New(st, nc, opt)
+	if err != nil {
+		return err
+	}
+	log.Info("joined mesh", "mesh", st.CA.Mesh, "node", st.Cert.Name, "addrs", st.Cert.Addrs)
+	err = a.Run(ctx)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("node stopped")
+	return err
+}
+
