@@ -270,4 +270,3 @@ func tryConnect(t *testing.T, env *netns.Env, src, dst *netns.NS, addr netip.Add
 	}
 	return nil
 }
-

@@ -178,4 +178,3 @@ func runEnrolled(ctx context.Context, g *globalFlags, f *nodeFlags, cmd *cobra.C
 	log.Info("node stopped")
 	return err
 }
-
