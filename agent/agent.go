@@ -168,12 +168,16 @@ func (st *State) absorb(resp *api.NodeResponse) error {
 	return st.Save()
 }
 
-// endpoints lists where peers should send to this node.
+// endpoints lists where peers should send to this node. Before the socket is
+// bound with port 0 there is nothing to say yet: heartbeats report it later.
 func endpoints(opt Options) []string {
 	if len(opt.Endpoints) > 0 {
 		return opt.Endpoints
 	}
 	port := opt.Listen.Port()
+	if port == 0 {
+		return nil
+	}
 	if !opt.Listen.Addr().IsUnspecified() {
 		return []string{opt.Listen.String()}
 	}
@@ -249,6 +253,7 @@ func New(st *State, c Client, opt Options) (*Agent, error) {
 		a.close()
 		return nil, err
 	}
+	a.opt.Listen = a.conn.LocalAddr() // the bound port, for heartbeats
 	a.node, err = node.New(node.Config{Key: st.Key, Cert: st.Cert, Trust: trust, Device: dev, Conn: a.conn,
 		Keepalive: 25 * time.Second, Logger: opt.Logger})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"time"
 
@@ -35,26 +36,46 @@ func Run(ctx context.Context, w io.Writer, opt Options) error {
 		return fmt.Errorf("demo: nodes must be 3..%d", len(names))
 	}
 	start := time.Now()
-	mesh, err := lab.New("demo", nil)
+	dir, err := os.MkdirTemp("", "x0t-demo-")
 	if err != nil {
 		return err
 	}
-	defer mesh.Close()
+	defer os.RemoveAll(dir)
 
-	fmt.Fprintf(w, "x0tta6bl4 demo: %d nodes in one process (gVisor netstack devices, UDP on 127.0.0.1)\n\n", opt.Nodes)
+	fmt.Fprintf(w, "x0tta6bl4 demo: a control plane and %d nodes in one process (gVisor netstack devices, UDP and HTTPS on 127.0.0.1)\n\n", opt.Nodes)
+	cp, err := lab.StartControlPlane(ctx, dir, nil)
+	if err != nil {
+		return fmt.Errorf("demo: control plane: %w", err)
+	}
+	defer cp.Close()
+	token, err := cp.NewMesh(ctx, "demo")
+	if err != nil {
+		return fmt.Errorf("demo: mesh: %w", err)
+	}
+	fmt.Fprintln(w, "Control plane")
+	fmt.Fprintf(w, "  %s (TLS pinned by SHA-256 %s...), mesh \"demo\" with its own hybrid CA\n", cp.URL, cp.Fingerprint[:16])
 	var nodes []*lab.Node
+	defer func() {
+		for _, n := range nodes {
+			n.Stop()
+		}
+	}()
 	for i := range opt.Nodes {
-		n, err := mesh.Add(names[i], byte(i+1))
+		n, err := cp.Join(ctx, token, names[i])
 		if err != nil {
-			return err
+			return fmt.Errorf("demo: enroll %s: %w", names[i], err)
 		}
 		nodes = append(nodes, n)
 	}
 	for _, n := range nodes {
-		if err := n.Start(); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := n.WaitPeers(wctx, len(nodes)-1)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
+	fmt.Fprintf(w, "  %d nodes generated their keys, enrolled with a join token and follow a netmap signed by the mesh CA\n\n", len(nodes))
 	suite := node.SuiteName(nodes[0].Node.Suite())
 	fmt.Fprintln(w, "Algorithms")
 	fmt.Fprintln(w, "  certificates  hybrid Ed25519 + ML-DSA-65 signatures by the mesh CA; both must verify")
@@ -63,7 +84,7 @@ func Run(ctx context.Context, w io.Writer, opt Options) error {
 
 	fmt.Fprintln(w, "Nodes")
 	for _, n := range nodes {
-		fmt.Fprintf(w, "  %-8s %-12s %-26s udp %-16s id %s\n", n.Name, n.Addr(false), n.Addr(true), n.Conn.LocalAddr(), n.Node.ID().Short())
+		fmt.Fprintf(w, "  %-8s %-12s %-26s id %s\n", n.Name, n.Addr(false), n.Addr(true), n.Node.ID().Short())
 	}
 	fmt.Fprintln(w)
 

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/x0tta6bl4/x0t/agent"
 	"github.com/x0tta6bl4/x0t/identity"
 	"github.com/x0tta6bl4/x0t/node"
 	"github.com/x0tta6bl4/x0t/overlay"
@@ -47,6 +48,7 @@ type Node struct {
 	Stack *overlay.Netstack
 	Conn  *transport.UDPConn
 	Node  *node.Node
+	Agent *agent.Agent // for nodes enrolled with a control plane (ControlPlane.Join)
 
 	mesh   *Mesh
 	cancel context.CancelFunc
@@ -170,10 +172,13 @@ func (n *Node) Stop() error {
 	}
 	n.cancel()
 	err := <-n.done
+	n.cancel = nil
+	if n.Agent != nil {
+		return err // the agent closed its device and socket
+	}
 	n.Conn.Close()
 	n.Stack.Close()
 	n.Node.Wait()
-	n.cancel = nil
 	return err
 }
 
