@@ -22,6 +22,10 @@ type Options struct {
 	Nodes     int // at least 3
 	Pings     int // echo requests per pair and family
 	HTTPBytes int // size of the HTTP transfer
+
+	// sabotage, in tests, breaks something once the mesh is up, to check
+	// that the demo then reports failure.
+	sabotage func(nodes []*lab.Node)
 }
 
 // DefaultOptions are what `x0t demo` uses.
@@ -32,6 +36,17 @@ var names = []string{"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"
 // Run runs the demo, writing its report to w. It returns an error when any step
 // it reports failed.
 func Run(ctx context.Context, w io.Writer, opt Options) error {
+	err := run(ctx, w, opt)
+	if err != nil && !errors.Is(err, errReported) {
+		fmt.Fprintf(w, "demo FAILED: %v\n", err)
+	}
+	return err
+}
+
+// errReported marks a failure the report already summed up.
+var errReported = errors.New("demo failed")
+
+func run(ctx context.Context, w io.Writer, opt Options) error {
 	if opt.Nodes < 3 || opt.Nodes > len(names) {
 		return fmt.Errorf("demo: nodes must be 3..%d", len(names))
 	}
@@ -76,6 +91,9 @@ func Run(ctx context.Context, w io.Writer, opt Options) error {
 		}
 	}
 	fmt.Fprintf(w, "  %d nodes generated their keys, enrolled with a join token and follow a netmap signed by the mesh CA\n\n", len(nodes))
+	if opt.sabotage != nil {
+		opt.sabotage(nodes)
+	}
 	suite := node.SuiteName(nodes[0].Node.Suite())
 	fmt.Fprintln(w, "Algorithms")
 	fmt.Fprintln(w, "  certificates  hybrid Ed25519 + ML-DSA-65 signatures by the mesh CA; both must verify")
@@ -157,7 +175,7 @@ func Run(ctx context.Context, w io.Writer, opt Options) error {
 	fmt.Fprintf(w, "  handshakes %d, data packets sent %d, received %d, refused %d\n\n", hs, tx, rx, drops)
 	if len(failures) > 0 {
 		fmt.Fprintf(w, "demo FAILED (%d problems) in %v\n", len(failures), time.Since(start).Round(time.Millisecond))
-		return errors.Join(failures...)
+		return errors.Join(append([]error{errReported}, failures...)...)
 	}
 	fmt.Fprintf(w, "demo OK in %v\n", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -166,7 +184,7 @@ func Run(ctx context.Context, w io.Writer, opt Options) error {
 func ping(ctx context.Context, a, b *lab.Node, v6 bool, count int) ([]time.Duration, error) {
 	var rtts []time.Duration
 	for i := range count {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		rtt, err := a.Ping(pctx, b, v6, i+1)
 		cancel()
 		if err != nil {

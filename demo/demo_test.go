@@ -5,6 +5,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/x0tta6bl4/x0t/lab"
 )
 
 func TestDemoSucceeds(t *testing.T) {
@@ -21,17 +24,26 @@ func TestDemoSucceeds(t *testing.T) {
 }
 
 // TestDemoReportsFailure checks that the demo fails when what it shows fails:
-// with its context already cancelled no ping can succeed.
+// a node that stops once the mesh is up makes pings and the transfer fail.
 func TestDemoReportsFailure(t *testing.T) {
 	var out bytes.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := Run(ctx, &out, Options{Nodes: 3, Pings: 1, HTTPBytes: 1 << 10})
+	opt := Options{Nodes: 3, Pings: 1, HTTPBytes: 1 << 10}
+	opt.sabotage = func(nodes []*lab.Node) { nodes[1].Stop() }
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	err := Run(ctx, &out, opt)
 	if err == nil {
-		t.Fatalf("demo succeeded with a cancelled context:\n%s", out.String())
+		t.Fatalf("demo succeeded with a node down:\n%s", out.String())
 	}
-	if !strings.Contains(out.String(), "demo FAILED") {
-		t.Errorf("output does not say it failed:\n%s", out.String())
+	if !strings.Contains(out.String(), "demo FAILED") || !strings.Contains(out.String(), "beta") {
+		t.Errorf("output does not say what failed:\n%s", out.String())
+	}
+	// Failing early (no control plane can start) is reported too.
+	out.Reset()
+	dead, stop := context.WithCancel(context.Background())
+	stop()
+	if err := Run(dead, &out, Options{Nodes: 3, Pings: 1, HTTPBytes: 1}); err == nil || !strings.Contains(out.String(), "demo FAILED") {
+		t.Fatalf("cancelled demo: %v\n%s", err, out.String())
 	}
 }
 
