@@ -466,6 +466,7 @@ func (a *Agent) identityLoop(ctx context.Context) error {
 		var err error
 		if time.Now().After(due) {
 			resp, err = a.c.Renew(ctx)
+
 		} else {
 			resp, err = a.c.Status(ctx)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,10 +16,20 @@ import (
 
 // fakeCP answers as a control plane that approved the node at once.
 type fakeCP struct {
-	ca     *identity.Certificate
-	caKey  *identity.SigningKey
-	issued *identity.Certificate
-	block  chan struct{}
+	ca       *identity.Certificate
+	caKey    *identity.SigningKey
+	issued   *identity.Certificate
+	validity time.Duration // of issued certificates (default 1 h)
+	renewals atomic.Int64
+}
+
+func (f *fakeCP) issue(name string, keys identity.PublicKeys) (*identity.Certificate, error) {
+	v := f.validity
+	if v == 0 {
+		v = time.Hour
+	}
+	return identity.IssueNode(f.ca, f.caKey, identity.NodeTemplate{Name: name,
+		Addrs: []netip.Prefix{netip.MustParsePrefix("100.64.0.1/10")}, Validity: v, Keys: keys}, time.Now())
 }
 
 func (f *fakeCP) Enroll(ctx context.Context, req *api.EnrollRequest) (*api.NodeResponse, error) {
@@ -29,8 +40,7 @@ func (f *fakeCP) Enroll(ctx context.Context, req *api.EnrollRequest) (*api.NodeR
 	if err := vk.Verify(api.LabelEnroll, api.EnrollProof(req.Token, req.Name, req.Keys), req.Proof); err != nil {
 		return nil, err
 	}
-	cert, err := identity.IssueNode(f.ca, f.caKey, identity.NodeTemplate{Name: req.Name,
-		Addrs: []netip.Prefix{netip.MustParsePrefix("100.64.0.1/10")}, Validity: time.Hour, Keys: req.Keys.Identity()}, time.Now())
+	cert, err := f.issue(req.Name, req.Keys.Identity())
 	if err != nil {
 		return nil, err
 	}
@@ -45,15 +55,27 @@ func (f *fakeCP) StreamNetmap(ctx context.Context, since uint64, fn func(*netmap
 	return ctx.Err()
 }
 func (f *fakeCP) Heartbeat(ctx context.Context, hb *api.Heartbeat) error { return nil }
-func (f *fakeCP) Renew(ctx context.Context) (*api.NodeResponse, error)   { return f.Status(ctx) }
+func (f *fakeCP) Renew(ctx context.Context) (*api.NodeResponse, error) {
+	cert, err := f.issue(f.issued.Name, f.issued.Keys)
+	if err != nil {
+		return nil, err
+	}
+	f.issued = cert
+	f.renewals.Add(1)
+	return f.Status(ctx)
+}
 
 func setup(t *testing.T) (*fakeCP, *Agent) {
+	return setupWith(t, 0)
+}
+
+func setupWith(t *testing.T, validity time.Duration) (*fakeCP, *Agent) {
 	t.Helper()
 	ca, caKey, err := identity.NewCA("mesh", "", time.Hour*24, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp := &fakeCP{ca: ca, caKey: caKey}
+	cp := &fakeCP{ca: ca, caKey: caKey, validity: validity}
 	st, err := NewState(t.TempDir(), "https://cp.example", "", "alpha")
 	if err != nil {
 		t.Fatal(err)
@@ -151,5 +173,35 @@ func TestNetmapRejections(t *testing.T) {
 	}
 	if a.Netmap().Version != 12 {
 		t.Fatal("a netmap revoking this node was installed")
+	}
+}
+
+// TestRenewsBeforeExpiry: a certificate valid for a minute and 3 s (IssueNode
+// backdates by a minute) is past two thirds of its life at once: the agent asks
+// for a new one, keeps it in its state directory and gives it to the node.
+func TestRenewsBeforeExpiry(t *testing.T) {
+	cp, a := setupWith(t, 3*time.Second)
+	first := a.st.Cert
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.identityLoop(ctx) }()
+	var saved *State
+	for {
+		var err error
+		if saved, err = LoadState(a.st.Dir()); err == nil && !saved.Cert.Equal(first) {
+			break
+		}
+
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no renewal: %d renewals", cp.renewals.Load())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+	if saved.Cert.NotAfter.Before(first.NotAfter) || saved.Cert.ID() != first.ID() {
+		t.Fatal("renewed certificate expires sooner, or is for other keys")
 	}
 }
