@@ -230,6 +230,24 @@ func TestControlPlaneMesh(t *testing.T) {
 		waitPing(t, a, addrB, 5*time.Second)
 	})
 
+	t.Run("restart with only --control and --state rejoins", func(t *testing.T) {
+		if err := procs["alpha"].Kill(); err == nil {
+			t.Fatal("kill -9 reported a clean exit")
+		}
+		cmd := a.Command(context.Background(), x0tBin, "node", "up", "--control", url,
+			"--state", filepath.Join(dir, "alpha"), "--listen", "0.0.0.0:4242")
+		cmd.Env = append(os.Environ(), tlsEnv)
+		procs["alpha"] = env.StartCmd(a, "alpha-restarted", cmd)
+		if got := overlayAddr(t, a, 20*time.Second); got != addrA {
+			t.Fatalf("rejoined with address %v, had %v", got, addrA)
+		}
+		waitPing(t, a, addrB, 15*time.Second)
+		waitPing(t, b, addrA, 5*time.Second)
+		if strings.Contains(procs["alpha"].Output(), "generated node keys") {
+			t.Fatal("restart generated new keys")
+		}
+	})
+
 	t.Run("audit log shows each step and verifies", func(t *testing.T) {
 		out := admin.must("audit", "list", "--json")
 		for _, action := range []string{"mesh.create", "token.create", "node.enroll", "node.approve", "acl.set", "node.revoke"} {
