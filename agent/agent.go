@@ -140,11 +140,14 @@ func (st *State) absorb(resp *api.NodeResponse) error {
 		if err := ca.VerifySelfSigned(time.Now()); err != nil {
 			return fmt.Errorf("agent: CA certificate: %w", err)
 		}
-		if st.CA != nil && !st.CA.Equal(ca) && st.CA.Issuer != ca.Issuer {
+		switch {
+		case st.CA == nil:
+			st.CA = ca
+			st.Mesh = resp.Mesh
+		case st.CA.Issuer != ca.Issuer:
 			return errors.New("agent: the control plane presented another mesh CA")
 		}
-		st.CA = ca
-		st.Mesh = resp.Mesh
+		// A known CA is kept as is: the netmap loop reads it concurrently.
 	}
 	if len(resp.Cert) > 0 && resp.Status == api.StatusApproved {
 		if st.CA == nil {
@@ -218,6 +221,12 @@ type Agent struct {
 	conn  *transport.UDPConn
 	start time.Time
 
+	// Fixed at New, read by the netmap loop while the identity loop may
+	// replace st.Cert.
+	caKey  *identity.VerifyingKey
+	mesh   string
+	nodeID string
+
 	mu sync.Mutex
 	nm *netmap.Netmap
 }
@@ -232,7 +241,11 @@ func New(st *State, c Client, opt Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{st: st, opt: opt, c: c, trust: trust, start: time.Now()}
+	caKey, err := st.CA.VerifyingKey()
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{st: st, opt: opt, c: c, trust: trust, start: time.Now(), caKey: caKey, mesh: st.CA.Mesh, nodeID: st.NodeID}
 	var dev overlay.Device
 	if opt.Netstack {
 		var addrs []netip.Addr
@@ -345,16 +358,12 @@ func (a *Agent) followNetmap(ctx context.Context) error {
 // applySigned verifies, applies and installs one netmap delta. Anything that
 // does not verify or apply is refused and changes nothing.
 func (a *Agent) applySigned(s *netmap.Signed) error {
-	caKey, err := a.st.CA.VerifyingKey()
-	if err != nil {
-		return err
-	}
-	d, err := netmap.Open(s, caKey)
+	d, err := netmap.Open(s, a.caKey)
 	if err != nil {
 		a.opt.Logger.Warn("netmap refused", "err", err)
 		return nil // keep the stream; a bad message changes nothing
 	}
-	if d.Node != a.st.NodeID || d.Mesh != a.st.CA.Mesh {
+	if d.Node != a.nodeID || d.Mesh != a.mesh {
 		a.opt.Logger.Warn("netmap for another node or mesh refused", "node", d.Node, "mesh", d.Mesh)
 		return nil
 	}
@@ -386,7 +395,7 @@ func (a *Agent) install(nm *netmap.Netmap) error {
 		if err != nil {
 			return err
 		}
-		if id.String() == a.st.NodeID {
+		if id.String() == a.nodeID {
 			return ErrRevoked
 		}
 		revoked = append(revoked, id)
