@@ -53,9 +53,13 @@ type Config struct {
 	// Hysteresis is the relative change of a link's measured metric needed
 	// before the advertised metric follows it [0.25].
 	Hysteresis float64
-	// FloodBurst and FloodRate bound the adverts a neighbour may make us
-	// verify: a token bucket of FloodBurst + 4·|LSDB| adverts refilled at
-	// FloodRate + |LSDB|/8 per second [256, 64].
+	// FloodBurst and FloodRate bound the routing messages we take from one
+	// neighbour: a token bucket of FloodBurst + 8·|LSDB| messages refilled
+	// at FloodRate + 2·|LSDB| per second [4096, 1024]. An honest neighbour
+	// sends each advert about once per sequence number, plus acks and
+	// summaries, so a full database sync, or every origin re-originating at
+	// once, fits. The bucket bounds cheap work (decoding, dedup); signature
+	// checks are bounded by strikes and per-origin arrival limits.
 	FloodBurst int
 	FloodRate  float64
 }
@@ -79,10 +83,10 @@ func (c *Config) defaults() {
 		c.Hysteresis = 0.25
 	}
 	if c.FloodBurst <= 0 {
-		c.FloodBurst = 256
+		c.FloodBurst = 4096
 	}
 	if c.FloodRate <= 0 {
-		c.FloodRate = 64
+		c.FloodRate = 1024
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -167,18 +171,41 @@ const (
 	maxEvents           = 256
 	maxRetransmitTries  = 16
 	floodReportInterval = 10 * time.Second
+	// A neighbour has strikeBurst strikes; each forged or malformed message
+	// costs one, one comes back every strikeRefill. Without strikes, its
+	// adverts are not verified: honest neighbours never lose a strike, and a
+	// lying one can not make us spend much CPU on signature checks.
+	strikeBurst  = 8
+	strikeRefill = 10 * time.Second
 )
 
 type lsdbEntry struct {
 	raw     lsaView
 	seq     uint64
+	arrived time.Time
 	expires time.Time // zero for our own
+	// waiting lists the neighbours we sent this advert to that have not
+	// acknowledged it: retransmission state lives with the advert, so an
+	// acknowledgement costs the database lookup the advert needs anyway.
+	waiting []waitRec
+	waitBuf [4]waitRec // waiting's first backing array, in the same allocation
+	// nbrIdx are the graph indices of the listed neighbours (-1: not in the
+	// database), valid while idxVer equals the router's originsVer.
+	nbrIdx []int32
+	known  []int32 // the indices >= 0 of nbrIdx, ascending
+	idxVer uint64
 }
 
-type pending struct {
-	seq   uint64
-	due   time.Time
+type waitRec struct {
+	n     *neighbour
+	due   int64 // UnixNano
 	tries uint8
+}
+
+func newEntry(raw lsaView, now time.Time) *lsdbEntry {
+	e := &lsdbEntry{raw: raw, seq: raw.seq(), arrived: now}
+	e.waiting = e.waitBuf[:0]
+	return e
 }
 
 type neighbour struct {
@@ -186,14 +213,14 @@ type neighbour struct {
 	up       bool
 	metric   uint32 // advertised
 	measured uint32 // latest SetMetric
-	rxq      map[identity.NodeID]*pending
-	rxmtAt   time.Time
+	gone     bool   // dropped: retransmission records naming it are stale
 	acks     []Entry
 	ackAt    time.Time
 	syncAt   time.Time
 	syncs    uint64
 	tokens   float64
 	tokensAt time.Time
+	strikes  float64
 	reported time.Time
 	heard    time.Time
 }
@@ -205,11 +232,14 @@ type tombstone struct {
 
 // Router is one node's routing protocol instance.
 type Router struct {
-	cfg      Config
-	lsdb     map[identity.NodeID]*lsdbEntry
-	tombs    map[identity.NodeID]tombstone
-	nbrs     map[identity.NodeID]*neighbour
-	nbrOrder []identity.NodeID // sorted keys of nbrs, for deterministic output
+	cfg     Config
+	lsdb    map[identity.NodeID]*lsdbEntry
+	tombs   map[identity.NodeID]tombstone
+	nbrs    map[identity.NodeID]*neighbour
+	nbrList []*neighbour // nbrs sorted by ID, for deterministic output
+	rxmtAt  time.Time
+
+	originsVer uint64 // changes whenever an origin enters or leaves lsdb
 
 	seq         uint64
 	lastOrig    time.Time
@@ -296,17 +326,22 @@ func (r *Router) neighbour(id identity.NodeID) *neighbour {
 	if n := r.nbrs[id]; n != nil {
 		return n
 	}
-	n := &neighbour{id: id, rxq: make(map[identity.NodeID]*pending), tokens: r.burst(), tokensAt: r.cfg.Now()}
+	n := &neighbour{id: id, tokens: r.burst(), tokensAt: r.cfg.Now(), strikes: strikeBurst}
 	r.nbrs[id] = n
-	i, _ := slices.BinarySearchFunc(r.nbrOrder, id, func(a, b identity.NodeID) int { return cmpID(&a, &b) })
-	r.nbrOrder = slices.Insert(r.nbrOrder, i, id)
+	i, _ := slices.BinarySearchFunc(r.nbrList, id, func(a *neighbour, b identity.NodeID) int { return cmpID(&a.id, &b) })
+	r.nbrList = slices.Insert(r.nbrList, i, n)
 	return n
 }
 
 func (r *Router) dropNeighbour(id identity.NodeID) {
+	n := r.nbrs[id]
+	if n == nil {
+		return
+	}
+	n.gone = true
 	delete(r.nbrs, id)
-	if i, ok := slices.BinarySearchFunc(r.nbrOrder, id, func(a, b identity.NodeID) int { return cmpID(&a, &b) }); ok {
-		r.nbrOrder = slices.Delete(r.nbrOrder, i, i+1)
+	if i, ok := slices.BinarySearchFunc(r.nbrList, id, func(a *neighbour, b identity.NodeID) int { return cmpID(&a.id, &b) }); ok {
+		r.nbrList = slices.Delete(r.nbrList, i, i+1)
 	}
 }
 
@@ -376,10 +411,10 @@ func (r *Router) linksChanged(now time.Time) {
 
 // originate signs and floods a new advert of our live links.
 func (r *Router) originate(now time.Time) {
-	links := make([]Link, 0, len(r.nbrOrder))
-	for _, id := range r.nbrOrder {
-		if n := r.nbrs[id]; n.up {
-			links = append(links, Link{Neighbour: id, Metric: n.metric})
+	links := make([]Link, 0, len(r.nbrList))
+	for _, n := range r.nbrList {
+		if n.up {
+			links = append(links, Link{Neighbour: n.id, Metric: n.metric})
 		}
 	}
 	if len(links) > MaxLinks {
@@ -400,12 +435,16 @@ func (r *Router) originate(now time.Time) {
 	r.seq, r.lastOrig, r.origPending = seq, now, false
 	r.refreshAt = now.Add(r.jitter(r.cfg.RefreshInterval, seq))
 	old := r.lsdb[r.cfg.Self]
-	r.lsdb[r.cfg.Self] = &lsdbEntry{raw: raw, seq: seq}
+	e := newEntry(raw, now)
+	r.lsdb[r.cfg.Self] = e
 	r.stats.Originated++
+	if old == nil {
+		r.originsVer++
+	}
 	if old == nil || !bytes.Equal(old.raw.links(), raw.links()) {
 		r.scheduleSPF(now)
 	}
-	r.flood(r.cfg.Self, raw, identity.NodeID{}, false, now)
+	r.flood(e, nil, now)
 }
 
 func int64cmp(a, b int64) int {
@@ -419,30 +458,31 @@ func int64cmp(a, b int64) int {
 }
 
 // flood sends an advert to every live neighbour but except, reliably: each
-// copy stays queued until acknowledged.
-func (r *Router) flood(origin identity.NodeID, raw lsaView, except identity.NodeID, hasExcept bool, now time.Time) {
-	for _, id := range r.nbrOrder {
-		n := r.nbrs[id]
-		if !n.up || (hasExcept && id == except) {
-			continue
+// copy is retransmitted until acknowledged.
+func (r *Router) flood(e *lsdbEntry, except *neighbour, now time.Time) {
+	for _, n := range r.nbrList {
+		if n.up && n != except {
+			r.sendLSA(n, e, now)
 		}
-		r.sendLSA(n, origin, raw, now)
 	}
 }
 
-func (r *Router) sendLSA(n *neighbour, origin identity.NodeID, raw lsaView, now time.Time) {
-	seq := raw.seq()
-	p := n.rxq[origin]
-	if p == nil {
-		p = &pending{}
-		n.rxq[origin] = p
+func (r *Router) sendLSA(n *neighbour, e *lsdbEntry, now time.Time) {
+	due := now.Add(r.cfg.RxmtInterval).UnixNano()
+	found := false
+	for i := range e.waiting {
+		if e.waiting[i].n == n {
+			e.waiting[i].due, e.waiting[i].tries, found = due, 0, true
+			break
+		}
 	}
-	p.seq, p.tries = seq, 0
-	p.due = now.Add(r.cfg.RxmtInterval)
-	if n.rxmtAt.IsZero() || p.due.Before(n.rxmtAt) {
-		n.rxmtAt = p.due
+	if !found {
+		e.waiting = append(e.waiting, waitRec{n: n, due: due})
 	}
-	r.send(n.id, raw)
+	if r.rxmtAt.IsZero() || due < r.rxmtAt.UnixNano() {
+		r.rxmtAt = time.Unix(0, due)
+	}
+	r.send(n.id, e.raw)
 }
 
 func (r *Router) send(to identity.NodeID, msg []byte) {
@@ -471,6 +511,9 @@ func (r *Router) Receive(from identity.NodeID, msg []byte) error {
 	now := r.cfg.Now()
 	n := r.neighbour(from)
 	n.heard = now
+	if !r.take(n, now) {
+		return fmt.Errorf("route: message from %s: %w", from.Short(), ErrRateLimited)
+	}
 	var err error
 	switch {
 	case len(msg) == 0:
@@ -478,20 +521,14 @@ func (r *Router) Receive(from identity.NodeID, msg []byte) error {
 	case msg[0] == TypeLSA:
 		return r.receiveLSA(n, msg, now)
 	case msg[0] == TypeAck:
-		if !r.take(n, 1.0/16, now) {
-			return fmt.Errorf("route: ack from %s: %w", from.Short(), ErrRateLimited)
-		}
 		var es []Entry
 		if es, err = DecodeAck(msg); err == nil {
 			for _, e := range es {
-				r.acked(n, e.Origin, e.Seq)
+				r.acked(n, r.lsdb[e.Origin], e.Seq)
 			}
 			return nil
 		}
 	case msg[0] == TypeSummary:
-		if !r.take(n, 1.0/16, now) {
-			return fmt.Errorf("route: summary from %s: %w", from.Short(), ErrRateLimited)
-		}
 		var s Summary
 		if s, err = DecodeSummary(msg); err == nil {
 			r.receiveSummary(n, s, now)
@@ -501,14 +538,27 @@ func (r *Router) Receive(from identity.NodeID, msg []byte) error {
 		err = ErrType
 	}
 	r.stats.Malformed++
+	r.strike(n)
 	r.event(Event{Kind: EventMalformed, At: now, Neighbour: from, Err: err})
 	return fmt.Errorf("route: message from %s: %w", from.Short(), err)
 }
 
-func (r *Router) acked(n *neighbour, origin identity.NodeID, seq uint64) {
-	if p := n.rxq[origin]; p != nil && p.seq <= seq {
-		delete(n.rxq, origin)
+// acked notes that n holds e's advert or a newer one. It reports whether we
+// were waiting for n to acknowledge it.
+func (r *Router) acked(n *neighbour, e *lsdbEntry, seq uint64) bool {
+	if e == nil || e.seq > seq {
+		return false
 	}
+	for i := range e.waiting {
+		if e.waiting[i].n == n {
+			last := len(e.waiting) - 1
+			e.waiting[i] = e.waiting[last]
+			e.waiting[last] = waitRec{}
+			e.waiting = e.waiting[:last]
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Router) ack(n *neighbour, origin identity.NodeID, seq uint64, now time.Time) {
@@ -523,26 +573,32 @@ func (r *Router) receiveLSA(n *neighbour, msg []byte, now time.Time) error {
 	v, err := parseLSA(msg)
 	if err != nil {
 		r.stats.Malformed++
+		r.strike(n)
 		r.event(Event{Kind: EventMalformed, At: now, Neighbour: n.id, Err: err})
 		return fmt.Errorf("route: advert from %s: %w", n.id.Short(), err)
 	}
 	origin, seq := v.origin(), v.seq()
-	r.acked(n, origin, seq) // the neighbour has this one: stop sending it ours
 	cur := r.lsdb[origin]
+	crossed := r.acked(n, cur, seq) // the neighbour has this one: stop sending it ours
 	if origin == r.cfg.Self && cur != nil && (seq > cur.seq || (seq == cur.seq && !bytes.Equal(msg, cur.raw))) {
 		return r.receiveOwn(n, v, now)
 	}
 	if cur != nil {
 		switch {
 		case seq == cur.seq && bytes.Equal(msg, cur.raw):
+			// If our copy to n is still unacknowledged, the two crossed:
+			// each is the other's acknowledgement. Otherwise n may be
+			// retransmitting because our ack was lost.
 			r.stats.Duplicate++
-			r.ack(n, origin, seq, now)
+			if !crossed {
+				r.ack(n, origin, seq, now)
+			}
 			return nil
 		case seq < cur.seq || (seq == cur.seq && bytes.Compare(msg, cur.raw) < 0):
 			// Older than ours (a crossing retransmission, or a replay): the
 			// neighbour needs our copy, which also acknowledges its one.
 			r.stats.Old++
-			r.sendLSA(n, origin, cur.raw, now)
+			r.sendLSA(n, cur, now)
 			return nil
 		}
 		// Same sequence, different bytes, and ours compares lower: the origin
@@ -556,8 +612,11 @@ func (r *Router) receiveLSA(n *neighbour, msg []byte, now time.Time) error {
 		r.ack(n, origin, seq, now)
 		return nil
 	}
-	if !r.take(n, 1, now) {
-		return fmt.Errorf("route: advert %s/%d from %s: %w", origin.Short(), seq, n.id.Short(), ErrRateLimited)
+	if cur != nil && now.Sub(cur.arrived) < r.cfg.MinOriginateInterval/4 {
+		// Faster than the origin may originate: drop it unacknowledged; a
+		// retransmission brings it later if it is genuine.
+		r.stats.RateLimited++
+		return fmt.Errorf("route: advert %s/%d %v after the last: %w", origin.Short(), seq, now.Sub(cur.arrived), ErrRateLimited)
 	}
 	if err := r.verify(n, v, now); err != nil {
 		return err
@@ -567,14 +626,23 @@ func (r *Router) receiveLSA(n *neighbour, msg []byte, now time.Time) error {
 	if cur == nil || !bytes.Equal(cur.raw.links(), v.links()) {
 		r.scheduleSPF(now)
 	}
-	r.lsdb[origin] = &lsdbEntry{raw: v, seq: seq, expires: now.Add(r.cfg.MaxAge)}
+	e := newEntry(v, now)
+	e.expires = now.Add(r.cfg.MaxAge)
+	r.lsdb[origin] = e
+	if cur == nil {
+		r.originsVer++
+	}
 	delete(r.tombs, origin)
-	r.flood(origin, v, n.id, true, now)
+	r.flood(e, n, now)
 	return nil
 }
 
 func (r *Router) verify(n *neighbour, v lsaView, now time.Time) error {
 	origin, seq := v.origin(), v.seq()
+	if n.strikes < 1 {
+		r.stats.RateLimited++
+		return fmt.Errorf("route: advert %s/%d from %s after its forgeries: %w", origin.Short(), seq, n.id.Short(), ErrRateLimited)
+	}
 	err := r.cfg.Verify(origin, SignLabel, v.body(), v.sig())
 	if err == nil {
 		return nil
@@ -584,6 +652,7 @@ func (r *Router) verify(n *neighbour, v lsaView, now time.Time) error {
 		return fmt.Errorf("route: advert %s/%d from %s: %w", origin.Short(), seq, n.id.Short(), err)
 	}
 	r.stats.Forged++
+	r.strike(n)
 	err = fmt.Errorf("%w: %w", ErrForged, err)
 	r.event(Event{Kind: EventForged, At: now, Neighbour: n.id, Origin: origin, Seq: seq, Err: err})
 	return fmt.Errorf("route: advert %s/%d from %s: %w", origin.Short(), seq, n.id.Short(), err)
@@ -593,9 +662,6 @@ func (r *Router) verify(n *neighbour, v lsaView, now time.Time) error {
 // or conflicts with, our current one: an earlier incarnation of this node. We
 // jump our sequence past it and re-originate, so the network forgets it.
 func (r *Router) receiveOwn(n *neighbour, v lsaView, now time.Time) error {
-	if !r.take(n, 1, now) {
-		return fmt.Errorf("route: own advert from %s: %w", n.id.Short(), ErrRateLimited)
-	}
 	if err := r.verify(n, v, now); err != nil {
 		return err
 	}
@@ -615,16 +681,21 @@ func (r *Router) receiveOwn(n *neighbour, v lsaView, now time.Time) error {
 
 // burst and rate of a neighbour's token bucket grow with the database, since
 // a full sync legitimately sends every advert we know.
-func (r *Router) burst() float64 { return float64(r.cfg.FloodBurst + 4*len(r.lsdb)) }
-func (r *Router) rate() float64  { return r.cfg.FloodRate + float64(len(r.lsdb))/8 }
+func (r *Router) burst() float64 { return float64(r.cfg.FloodBurst + 8*len(r.lsdb)) }
+func (r *Router) rate() float64  { return r.cfg.FloodRate + 2*float64(len(r.lsdb)) }
 
-func (r *Router) take(n *neighbour, cost float64, now time.Time) bool {
+func (r *Router) strike(n *neighbour) { n.strikes = max(0, n.strikes-1) }
+
+// take charges one message to the neighbour's bucket. The strikes refill
+// from the same timestamp, so it is updated here only.
+func (r *Router) take(n *neighbour, now time.Time) bool {
 	if dt := now.Sub(n.tokensAt); dt > 0 {
 		n.tokens = min(r.burst(), n.tokens+dt.Seconds()*r.rate())
+		n.strikes = min(strikeBurst, n.strikes+dt.Seconds()/strikeRefill.Seconds())
 		n.tokensAt = now
 	}
-	if n.tokens >= cost {
-		n.tokens -= cost
+	if n.tokens >= 1 {
+		n.tokens--
 		return true
 	}
 	r.stats.RateLimited++
@@ -652,7 +723,7 @@ func (r *Router) receiveSummary(n *neighbour, s Summary, now time.Time) {
 	}
 	slices.SortFunc(push, func(a, b identity.NodeID) int { return cmpID(&a, &b) })
 	for _, id := range push {
-		r.sendLSA(n, id, r.lsdb[id].raw, now)
+		r.sendLSA(n, r.lsdb[id], now)
 	}
 }
 
@@ -741,11 +812,11 @@ func (r *Router) NextDeadline() time.Time {
 		early(r.refreshAt)
 	}
 	early(r.spfAt)
-	for _, n := range r.nbrs {
+	early(r.rxmtAt)
+	for _, n := range r.nbrList {
 		if len(n.acks) > 0 {
 			early(n.ackAt)
 		}
-		early(n.rxmtAt)
 		if n.up {
 			early(n.syncAt)
 		}
@@ -760,19 +831,18 @@ func (r *Router) Tick() {
 	if (r.origPending && !now.Before(r.origAt)) || (r.seq != 0 && !now.Before(r.refreshAt)) {
 		r.originate(now)
 	}
-	for _, id := range r.nbrOrder {
-		n := r.nbrs[id]
+	for _, n := range r.nbrList {
 		if len(n.acks) > 0 && !now.Before(n.ackAt) {
 			r.flushAcks(n)
 		}
-		if !n.rxmtAt.IsZero() && !now.Before(n.rxmtAt) {
-			r.retransmit(n, now)
-		}
 		if n.up && !now.Before(n.syncAt) {
 			n.syncs++
-			n.syncAt = now.Add(r.jitter(r.cfg.SyncInterval, n.syncs^idSalt(id)))
+			n.syncAt = now.Add(r.jitter(r.cfg.SyncInterval, n.syncs^idSalt(n.id)))
 			r.sendSummary(n)
 		}
+	}
+	if !r.rxmtAt.IsZero() && !now.Before(r.rxmtAt) {
+		r.retransmit(now)
 	}
 	if !now.Before(r.scanAt) {
 		r.scan(now)
@@ -809,31 +879,43 @@ func (r *Router) flushAcks(n *neighbour) {
 	}
 }
 
-func (r *Router) retransmit(n *neighbour, now time.Time) {
-	horizon := now.Add(r.cfg.RxmtInterval / 4) // coalesce retransmissions
-	var due []identity.NodeID
-	for id, p := range n.rxq {
-		if !p.due.After(horizon) {
-			due = append(due, id)
+// retransmit resends every advert a neighbour has not acknowledged within
+// RxmtInterval (and those nearly due, to batch them), giving up after
+// maxRetransmitTries (4 for a neighbour whose link is not up): the periodic
+// database sync repairs what retransmission gives up on.
+func (r *Router) retransmit(now time.Time) {
+	horizon := now.Add(r.cfg.RxmtInterval / 4).UnixNano()
+	var ids []identity.NodeID
+	for id, e := range r.lsdb {
+		if len(e.waiting) > 0 {
+			ids = append(ids, id)
 		}
 	}
-	slices.SortFunc(due, func(a, b identity.NodeID) int { return cmpID(&a, &b) })
-	for _, id := range due {
-		p := n.rxq[id]
+	slices.SortFunc(ids, func(a, b identity.NodeID) int { return cmpID(&a, &b) })
+	r.rxmtAt = time.Time{}
+	for _, id := range ids {
 		e := r.lsdb[id]
-		if e == nil || p.tries >= maxRetransmitTries || (!n.up && p.tries >= 4) {
-			delete(n.rxq, id)
-			continue
+		keep := e.waiting[:0]
+		for _, w := range e.waiting {
+			if w.n.gone {
+				continue
+			}
+			if w.due <= horizon {
+				if w.tries >= maxRetransmitTries || (!w.n.up && w.tries >= 4) {
+					continue
+				}
+				w.tries++
+				w.due = now.Add(r.cfg.RxmtInterval).UnixNano()
+				r.stats.Retransmits++
+				r.send(w.n.id, e.raw)
+			}
+			keep = append(keep, w)
+			if r.rxmtAt.IsZero() || w.due < r.rxmtAt.UnixNano() {
+				r.rxmtAt = time.Unix(0, w.due)
+			}
 		}
-		p.seq, p.tries, p.due = e.seq, p.tries+1, now.Add(r.cfg.RxmtInterval)
-		r.stats.Retransmits++
-		r.send(n.id, e.raw)
-	}
-	n.rxmtAt = time.Time{}
-	for _, p := range n.rxq {
-		if n.rxmtAt.IsZero() || p.due.Before(n.rxmtAt) {
-			n.rxmtAt = p.due
-		}
+		clear(e.waiting[len(keep):])
+		e.waiting = keep
 	}
 }
 
@@ -845,6 +927,7 @@ func (r *Router) scan(now time.Time) {
 	for id, e := range r.lsdb {
 		if !e.expires.IsZero() && !now.Before(e.expires) {
 			delete(r.lsdb, id)
+			r.originsVer++
 			r.tombs[id] = tombstone{seq: e.seq, until: now.Add(r.cfg.MaxAge)}
 			r.stats.Expired++
 			r.scheduleSPF(now)
@@ -855,9 +938,9 @@ func (r *Router) scan(now time.Time) {
 			delete(r.tombs, id)
 		}
 	}
-	for _, id := range slices.Clone(r.nbrOrder) {
-		if n := r.nbrs[id]; !n.up && len(n.rxq) == 0 && len(n.acks) == 0 && now.Sub(n.heard) > r.cfg.SyncInterval {
-			r.dropNeighbour(id)
+	for _, n := range slices.Clone(r.nbrList) {
+		if !n.up && len(n.acks) == 0 && now.Sub(n.heard) > r.cfg.SyncInterval {
+			r.dropNeighbour(n.id)
 		}
 	}
 }

@@ -237,14 +237,14 @@ func TestFloodingNeighbourLimitedAndReported(t *testing.T) {
 	r0 := h.r[nid(0)]
 	r0.Events()
 	limited := 0
-	for i := 0; i < 2000; i++ {
+	for i := 0; i < 8000; i++ {
 		err := r0.Receive(nid(1), lsaFrom(t, nid(1000+i), 1, nil, true))
 		if errors.Is(err, ErrRateLimited) {
 			limited++
 		}
 	}
-	if limited < 1500 {
-		t.Fatalf("only %d of 2000 adverts in one instant were rate limited", limited)
+	if limited < 3000 {
+		t.Fatalf("only %d of 8000 adverts in one instant were rate limited", limited)
 	}
 	ev := r0.Events()
 	if len(ev) != 1 || ev[0].Kind != EventFlood || ev[0].Neighbour != nid(1) {
@@ -402,5 +402,27 @@ func TestRealSignatures(t *testing.T) {
 	raw[20]++ // newer seq, same signature
 	if err := h.r[nid(0)].Receive(nid(1), raw); !errors.Is(err, ErrForged) || !errors.Is(err, identity.ErrBadEd25519Signature) {
 		t.Fatalf("tampered advert: %v", err)
+	}
+}
+
+func TestForgeriesCostStrikes(t *testing.T) {
+	h := newHarness(t, 2, nil)
+	h.link(0, 1, 10)
+	h.run(time.Second)
+	r0 := h.r[nid(0)]
+	verified := 0
+	r0.cfg.Verify = func(o identity.NodeID, label string, msg, sig []byte) error {
+		verified++
+		return fakeVerify(nil)(o, label, msg, sig)
+	}
+	for i := 0; i < 20; i++ {
+		_ = r0.Receive(nid(1), lsaFrom(t, nid(100+i), 1, nil, false))
+	}
+	if s := r0.Stats(); verified != strikeBurst || s.Forged != strikeBurst || s.RateLimited != 20-strikeBurst {
+		t.Fatalf("verified %d, stats %+v", verified, s)
+	}
+	h.run(strikeRefill)
+	if err := r0.Receive(nid(1), lsaFrom(t, nid(200), 1, nil, true)); err != nil {
+		t.Fatalf("a strike did not come back: %v", err)
 	}
 }

@@ -14,11 +14,13 @@ const inf = math.MaxUint64
 // NodeID order, so every tie-break by index is a tie-break by NodeID and all
 // routers break ties the same way.
 type graph struct {
-	ids []identity.NodeID
-	idx map[identity.NodeID]int32
-	off []int32
-	to  []int32
-	w   []uint32
+	ids     []identity.NodeID
+	idx     map[identity.NodeID]int32
+	ver     uint64
+	entries []*lsdbEntry
+	off     []int32
+	to      []int32
+	w       []uint32
 }
 
 // spfState is a router's reusable SPF scratch space.
@@ -51,54 +53,81 @@ type heapItem struct {
 // only for its own links, so a link claimed by one end alone is ignored. The
 // router's own edges come from its live links, not its last advert, so a link
 // it knows is dead is never used even while re-origination is rate limited.
+//
+// The node index and each advert's neighbour indices are kept between runs
+// and redone only when the set of origins changes.
 func (r *Router) buildGraph() *graph {
 	g := &r.spf.g
-	g.ids = g.ids[:0]
-	for id := range r.lsdb {
-		g.ids = append(g.ids, id)
+	self := r.cfg.Self
+	if g.idx == nil || g.ver != r.originsVer {
+		g.ids = g.ids[:0]
+		for id := range r.lsdb {
+			g.ids = append(g.ids, id)
+		}
+		if _, ok := r.lsdb[self]; !ok {
+			g.ids = append(g.ids, self)
+		}
+		slices.SortFunc(g.ids, func(a, b identity.NodeID) int { return cmpID(&a, &b) })
+		if g.idx == nil {
+			g.idx = make(map[identity.NodeID]int32, len(g.ids))
+		}
+		clear(g.idx)
+		for i, id := range g.ids {
+			g.idx[id] = int32(i)
+		}
+		g.ver = r.originsVer
 	}
-	if _, ok := r.lsdb[r.cfg.Self]; !ok {
-		g.ids = append(g.ids, r.cfg.Self)
-	}
-	slices.SortFunc(g.ids, func(a, b identity.NodeID) int { return cmpID(&a, &b) })
-	if g.idx == nil {
-		g.idx = make(map[identity.NodeID]int32, len(g.ids))
-	}
-	clear(g.idx)
+	g.entries = grow(g.entries, len(g.ids))
+	var nbr identity.NodeID
 	for i, id := range g.ids {
-		g.idx[id] = int32(i)
+		e := r.lsdb[id]
+		g.entries[i] = e
+		if e == nil || (e.idxVer == g.ver && e.nbrIdx != nil) {
+			continue
+		}
+		e.nbrIdx = grow(e.nbrIdx, e.raw.nlinks())
+		e.known = e.known[:0]
+		for k := range e.nbrIdx {
+			b, _ := e.raw.link(k)
+			copy(nbr[:], b)
+			j, ok := g.idx[nbr]
+			if !ok {
+				j = -1
+			} else {
+				e.known = append(e.known, j) // ascending: links and indices both follow NodeID order
+			}
+			e.nbrIdx[k] = j
+		}
+		e.idxVer = g.ver
 	}
+	selfIdx := g.idx[self]
 	g.off = append(g.off[:0], 0)
 	g.to, g.w = g.to[:0], g.w[:0]
-	self := r.cfg.Self
-	var nbr identity.NodeID
-	for _, u := range g.ids {
-		if u == self {
-			for _, id := range r.nbrOrder {
-				n := r.nbrs[id]
-				if !n.up {
+	for u := range g.ids {
+		if int32(u) == selfIdx {
+			for _, n := range r.nbrList {
+				j, ok := g.idx[n.id]
+				if !n.up || !ok {
 					continue
 				}
-				if e := r.lsdb[id]; e != nil && e.raw.hasLink(&self) {
-					g.to = append(g.to, g.idx[id])
+				if e := g.entries[j]; e != nil && lists(e.known, selfIdx) {
+					g.to = append(g.to, j)
 					g.w = append(g.w, n.metric)
 				}
 			}
-		} else if e := r.lsdb[u]; e != nil {
-			for i := 0; i < e.raw.nlinks(); i++ {
-				b, m := e.raw.link(i)
-				copy(nbr[:], b)
-				j, ok := g.idx[nbr]
-				if !ok {
+		} else if e := g.entries[u]; e != nil {
+			for k, j := range e.nbrIdx {
+				if j < 0 {
 					continue
 				}
-				if nbr == self {
-					if n := r.nbrs[u]; n == nil || !n.up {
+				if j == selfIdx {
+					if n := r.nbrs[g.ids[u]]; n == nil || !n.up {
 						continue
 					}
-				} else if !r.lsdb[nbr].raw.hasLink(&u) {
+				} else if ev := g.entries[j]; ev == nil || !lists(ev.known, int32(u)) {
 					continue
 				}
+				_, m := e.raw.link(k)
 				g.to = append(g.to, j)
 				g.w = append(g.w, m)
 			}
@@ -106,6 +135,12 @@ func (r *Router) buildGraph() *graph {
 		g.off = append(g.off, int32(len(g.to)))
 	}
 	return g
+}
+
+// lists reports whether the sorted index list holds v.
+func lists(idx []int32, v int32) bool {
+	_, ok := slices.BinarySearch(idx, v)
+	return ok
 }
 
 // dijkstra computes shortest distances from root, with hop count and the
