@@ -239,17 +239,19 @@ func (s *sim) verify() (wrong, undetected int) {
 // walk follows the tables from src to dst as the data plane would, with down
 // reporting which link ends count as dead. It returns the one-way delay of
 // the path, its hop count, and whether it arrived; looped reports a packet
-// that revisits a (node, previous hop) state, which would circle until the
-// hop limit.
+// that came back to a node it had passed.
 func (s *sim) walk(src, dst int32, down func(i, slot int32) bool) (delay int64, hops int, arrived, looped bool) {
+	if len(s.visit) != len(s.nodes) {
+		s.visit = make([]uint32, len(s.nodes))
+	}
+	s.visitGen++
 	cur, prev := src, int32(-1)
-	seen := map[[2]int32]bool{}
 	dstID := s.nodes[dst].id
 	for cur != dst {
-		if seen[[2]int32{cur, prev}] {
+		if s.visit[cur] == s.visitGen {
 			return delay, hops, false, true
 		}
-		seen[[2]int32{cur, prev}] = true
+		s.visit[cur] = s.visitGen
 		n := &s.nodes[cur]
 		if !n.alive {
 			return delay, hops, false, false

@@ -183,10 +183,12 @@ type sim struct {
 	detect     []int64
 	restores   []restore
 
-	events  uint64
-	drops   DataDrops
-	rep     Report
-	scratch []int32
+	events   uint64
+	drops    DataDrops
+	rep      Report
+	scratch  []int32
+	visit    []uint32
+	visitGen uint32
 }
 
 type restore struct {
