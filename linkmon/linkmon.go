@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"math/rand/v2"
 	"time"
 )
@@ -144,7 +143,7 @@ type Stats struct {
 	SRTT      time.Duration // smoothed RTT (RFC 6298)
 	RTTVar    time.Duration // RTT mean deviation (RFC 6298)
 	Jitter    time.Duration // mean difference of successive RTTs (RFC 3550)
-	Loss      float64       // round-trip loss over the last 64 decided probes
+	Loss      float64       // round-trip loss over the last 256 decided probes
 	DeadAfter time.Duration // silence that now means down
 	LastHeard time.Time
 	Sent      uint64
@@ -176,7 +175,7 @@ type Link struct {
 
 	srtt, rttvar, jitter, lastRTT time.Duration
 	hasRTT                        bool
-	outcomes, valid               uint64 // last 64 decided probes: bit set = lost; valid = which bits hold outcomes
+	win                           lossWindow
 	lastHeard                     time.Time
 	lastReply                     time.Time
 	good                          int
@@ -213,13 +212,34 @@ func (l *Link) Heard() {
 	}
 }
 
-// Loss returns the round-trip loss ratio over the last 64 decided probes.
+// lossWindow holds the outcomes of the last 256 decided probes (12.8 s at the
+// default interval): long enough that 1-2% loss does not read as 0% one
+// moment and 5% the next, which would make metrics, and routes, flap.
+type lossWindow struct {
+	bits        [4]uint64 // bit set: lost
+	pos, n, bad int
+}
+
+func (w *lossWindow) add(lost bool) {
+	word, bit := w.pos/64, uint(w.pos%64)
+	if w.n == 256 && w.bits[word]&(1<<bit) != 0 {
+		w.bad--
+	}
+	w.bits[word] &^= 1 << bit
+	if lost {
+		w.bits[word] |= 1 << bit
+		w.bad++
+	}
+	w.pos = (w.pos + 1) % 256
+	w.n = min(w.n+1, 256)
+}
+
+// Loss returns the round-trip loss ratio over the last 256 decided probes.
 func (l *Link) Loss() float64 {
-	n := bits.OnesCount64(l.valid)
-	if n == 0 {
+	if l.win.n == 0 {
 		return 0
 	}
-	return float64(bits.OnesCount64(l.outcomes&l.valid)) / float64(n)
+	return float64(l.win.bad) / float64(l.win.n)
 }
 
 // SRTT returns the smoothed RTT (0 before the first reply).
@@ -290,13 +310,7 @@ func (l *Link) Tick() []byte {
 	return Message{Type: TypeProbe, Seq: p.seq, Token: p.token}.Append(make([]byte, 0, MessageSize))
 }
 
-func (l *Link) record(lost bool) {
-	l.outcomes <<= 1
-	l.valid = l.valid<<1 | 1
-	if lost {
-		l.outcomes |= 1
-	}
-}
+func (l *Link) record(lost bool) { l.win.add(lost) }
 
 func (l *Link) decide(now time.Time) {
 	limit := now.Add(-l.lossTimeout())
@@ -407,7 +421,7 @@ func (l *Link) progress(now time.Time) {
 	if l.good >= l.needed() {
 		// Probes lost while the link was down measure the outage, not the
 		// link: start the loss window afresh.
-		l.outcomes, l.valid, l.decided = 0, 0, l.seq
+		l.win, l.decided = lossWindow{}, l.seq
 		l.state, l.upSince = Up, now
 		l.events = append(l.events, Event{State: Up, At: now})
 	}

@@ -12,14 +12,18 @@ const (
 	// is one more thing that can fail, so among near-equal paths the one with
 	// fewer hops wins, and sub-millisecond LAN links do not look free.
 	HopCost = 100
-	// LossWeight scales loss: 1% loss costs 10% more, 10% loss doubles the
-	// metric. Loss hurts TCP far more than the RTT it adds.
+	// LossWeight scales loss above LossFloor: 10 points of loss double
+	// the metric. Loss hurts TCP far more than the RTT it adds.
 	LossWeight = 10
+	// LossFloor is the loss that costs nothing: below it, differences
+	// between links are mostly sampling noise (256 probes), and following
+	// them would make routes flap.
+	LossFloor = 0.02
 )
 
 // Metric turns a link's smoothed RTT and loss ratio (0..1) into a link metric:
 //
-//	m = quantize((rtt_µs + HopCost) × (1 + LossWeight × loss))
+//	m = quantize((rtt_µs + HopCost) × (1 + LossWeight × max(0, loss − LossFloor)))
 //
 // quantized to 4 significant bits (8 steps per doubling, rounding to nearest),
 // clamped to [1, MaxMetric]. Quantizing absorbs measurement noise below about
@@ -35,7 +39,7 @@ func Metric(rtt time.Duration, loss float64) uint32 {
 	if loss > 1 {
 		loss = 1
 	}
-	m := (float64(rtt.Microseconds()) + HopCost) * (1 + LossWeight*loss)
+	m := (float64(rtt.Microseconds()) + HopCost) * (1 + LossWeight*max(0, loss-LossFloor))
 	if m >= MaxMetric {
 		return MaxMetric
 	}

@@ -159,9 +159,9 @@ func TestMetric(t *testing.T) {
 		{0, 0, 104},                                            // HopCost 100, quantized
 		{900 * time.Microsecond, 0, 1024},                      // 1000 → 4 significant bits
 		{10 * time.Millisecond, 0, 10240},                      // 10100 → 10240
-		{10 * time.Millisecond, 0.01, 11264},                   // 11110 → 11264
-		{10 * time.Millisecond, 0.1, 20480},                    // doubles
-		{10 * time.Millisecond, 2, 114688},                     // loss clamped to 1: ×11, quantized
+		{10 * time.Millisecond, 0.01, 10240},                   // below LossFloor: free
+		{10 * time.Millisecond, 0.12, 20480},                   // 10 points above the floor: doubles
+		{10 * time.Millisecond, 2, 106496},                     // loss clamped to 1: ×10.8, quantized
 		{10 * time.Millisecond, -1, 10240},                     // negative loss ignored
 		{time.Hour, 0, MaxMetric},                              // clamped
 		{-time.Second, 0, 104},                                 // negative RTT

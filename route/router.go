@@ -51,8 +51,13 @@ type Config struct {
 	SPFHold              time.Duration // first hold between SPF runs in a burst, doubling [100ms]
 	SPFMaxHold           time.Duration // longest hold [1s]
 	// Hysteresis is the relative change of a link's measured metric needed
-	// before the advertised metric follows it [0.25].
+	// before the advertised metric follows it [0.5]. Generous, because every
+	// change floods a signed advert mesh-wide: only changes that matter count.
 	Hysteresis float64
+	// MetricHold is the least time between two changes of a link's
+	// advertised metric, unless the new one is half or double the old
+	// [10s]: every change floods a signed advert through the whole mesh.
+	MetricHold time.Duration
 	// FloodBurst and FloodRate bound the routing messages we take from one
 	// neighbour: a token bucket of FloodBurst + 8·|LSDB| messages refilled
 	// at FloodRate + 2·|LSDB| per second [4096, 1024]. An honest neighbour
@@ -79,8 +84,9 @@ func (c *Config) defaults() {
 	def(&c.SPFDelay, 10*time.Millisecond)
 	def(&c.SPFHold, 100*time.Millisecond)
 	def(&c.SPFMaxHold, time.Second)
+	def(&c.MetricHold, 10*time.Second)
 	if c.Hysteresis <= 0 {
-		c.Hysteresis = 0.25
+		c.Hysteresis = 0.5
 	}
 	if c.FloodBurst <= 0 {
 		c.FloodBurst = 4096
@@ -213,7 +219,8 @@ type neighbour struct {
 	up       bool
 	metric   uint32 // advertised
 	measured uint32 // latest SetMetric
-	gone     bool   // dropped: retransmission records naming it are stale
+	metricAt time.Time
+	gone     bool // dropped: retransmission records naming it are stale
 	acks     []Entry
 	ackAt    time.Time
 	syncAt   time.Time
@@ -359,7 +366,7 @@ func (r *Router) LinkUp(nbr identity.NodeID, metric uint32) {
 		r.SetMetric(nbr, metric)
 		return
 	}
-	n.up, n.metric, n.measured = true, metric, metric
+	n.up, n.metric, n.measured, n.metricAt = true, metric, metric, now
 	r.sendSummary(n)
 	n.syncAt = now.Add(r.jitter(r.cfg.SyncInterval, n.syncs^idSalt(nbr)))
 	r.linksChanged(now)
@@ -380,8 +387,9 @@ func (r *Router) LinkDown(nbr identity.NodeID) {
 }
 
 // SetMetric updates the measured metric of the link to nbr. The advertised
-// metric follows only when the change exceeds Config.Hysteresis, so noise in
-// measurements does not make routes flap.
+// metric follows only when the change exceeds Config.Hysteresis, and at most
+// once per Config.MetricHold unless it halves or doubles, so noise in
+// measurements does not make routes flap or adverts flood.
 func (r *Router) SetMetric(nbr identity.NodeID, metric uint32) {
 	n := r.nbrs[nbr]
 	if n == nil || !n.up {
@@ -389,11 +397,16 @@ func (r *Router) SetMetric(nbr identity.NodeID, metric uint32) {
 	}
 	metric = clampMetric(metric)
 	n.measured = metric
-	h := r.cfg.Hysteresis
-	if float64(metric) > float64(n.metric)*(1+h) || float64(metric)*(1+h) < float64(n.metric) {
-		n.metric = metric
-		r.linksChanged(r.cfg.Now())
+	m, a, h := float64(metric), float64(n.metric), r.cfg.Hysteresis
+	if m <= a*(1+h) && m*(1+h) >= a {
+		return
 	}
+	now := r.cfg.Now()
+	if now.Sub(n.metricAt) < r.cfg.MetricHold && m < 2*a && 2*m > a {
+		return
+	}
+	n.metric, n.metricAt = metric, now
+	r.linksChanged(now)
 }
 
 func (r *Router) linksChanged(now time.Time) {

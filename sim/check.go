@@ -24,8 +24,14 @@ func (s *sim) startPhase(desc string) {
 			hops[f.src] = h
 		}
 		d := h[f.dst]
+		was := f.reachable
 		f.reachable = d >= 0 && int(d) < s.o.HopLimit
 		p.reach[k] = f.reachable
+		if f.reachable && !was && f.lastRecv >= 0 {
+			// A path exists again: its gap counts from now, not from when the
+			// destination was cut off.
+			f.lastRecv = s.now
+		}
 	}
 	s.phases = append(s.phases, p)
 	s.lastChange = s.now
@@ -71,7 +77,7 @@ func (s *sim) endPhase() {
 	s.detect = nil
 	clear(s.detectWant)
 	var gaps []int64
-	thresh := 3 * int64(s.o.PacketInterval)
+	thresh := 5 * int64(s.o.PacketInterval)
 	for k := range s.flows {
 		f := &s.flows[k]
 		if !p.reach[k] || s.now <= int64(s.o.TrafficStart) {
@@ -85,6 +91,7 @@ func (s *sim) endPhase() {
 			gaps = append(gaps, g)
 		}
 	}
+	p.gapList = gaps
 	if len(gaps) > 0 {
 		gaps = sortedInt64(gaps)
 		p.Disrupted, p.GapMedian, p.GapMax = len(gaps), time.Duration(gaps[len(gaps)/2]), time.Duration(gaps[len(gaps)-1])

@@ -57,26 +57,34 @@ type Phase struct {
 	DetectMedian, DetectMax time.Duration
 	Routing                 Traffic // routing messages sent in the phase
 	Data                    DataCount
-	// Disrupted flows saw a gap of more than 3 packet intervals between
+	// Disrupted flows saw a gap of more than 5 packet intervals between
 	// received packets; GapMedian/GapMax are over their longest gaps.
 	Disrupted         int
 	GapMedian, GapMax time.Duration
 	Stretch           Stretch
 
-	start int64
-	gaps  []int64
-	reach []bool
+	start   int64
+	gaps    []int64
+	reach   []bool
+	gapList []int64
 }
 
 // Report is the outcome of a run. It prints itself.
 type Report struct {
-	Options      Options
-	Links        int
-	Phases       []Phase
-	Routing      Traffic // all routing messages (adverts, summaries, acks)
-	Probe        Traffic // link monitor probes and replies
-	Data         DataCount
-	Drops        DataDrops
+	Options Options
+	Links   int
+	Phases  []Phase
+	Routing Traffic // all routing messages (adverts, summaries, acks)
+	Probe   Traffic // link monitor probes and replies
+	Data    DataCount
+	Drops   DataDrops
+	// FailoverGaps summarizes the longest gap of every flow disrupted by a
+	// failure (not by a restore): how long the data plane lost traffic.
+	FailoverGaps struct {
+		Flows            int
+		Median, P90, Max time.Duration
+	}
+	LinkDowns    int    // link-down decisions by monitors, including false ones on lossy links
 	Signed       uint64 // adverts signed (real hybrid signatures)
 	Verified     uint64 // signature verifications done
 	CacheHits    uint64 // verifications answered by the shared cache
@@ -102,12 +110,25 @@ func (s *sim) finish(wall time.Duration) {
 	r.Wall = wall
 	r.Verified, r.CacheHits = s.cache.misses, s.cache.hits
 	for _, p := range s.phases {
+		r.LinkDowns += p.Detections
 		r.Routing.Msgs += p.Routing.Msgs
 		r.Routing.Bytes += p.Routing.Bytes
 		r.Data.Sent += p.Data.Sent
 		r.Data.Delivered += p.Data.Delivered
 		r.Data.SentReachable += p.Data.SentReachable
 		r.Data.DeliveredReachable += p.Data.DeliveredReachable
+	}
+	var gaps []int64
+	for _, p := range s.phases[1:] {
+		if !strings.HasPrefix(p.Event, "restore") {
+			gaps = append(gaps, p.gapList...)
+		}
+	}
+	if len(gaps) > 0 {
+		gaps = sortedInt64(gaps)
+		g := &r.FailoverGaps
+		g.Flows = len(gaps)
+		g.Median, g.P90, g.Max = time.Duration(gaps[len(gaps)/2]), time.Duration(gaps[len(gaps)*9/10]), time.Duration(gaps[len(gaps)-1])
 	}
 	for i := range s.nodes {
 		st := s.nodes[i].r.Stats()
@@ -182,6 +203,7 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 	p("   detect: median/max time for link ends to declare a failed link down; routing: bytes per node per second;\n")
 	p("   delivery: of data packets sent while a path existed; gap: longest silence of disrupted flows)\n")
 	p("\ncontrol traffic per node: routing %s; link probes %s\n", perNode(r.Routing), perNode(r.Probe))
+	p("link monitors: %d link ends declared down\n", r.LinkDowns)
 	p("signatures: %d adverts signed, %d verified, %d verifications answered by the shared cache\n", r.Signed, r.Verified, r.CacheHits)
 	p("adverts: %d accepted, %d duplicates, %d retransmitted; %d SPF runs\n", r.Accepted, r.Duplicates, r.Retransmits, r.SPFRuns)
 	var st Stretch
@@ -201,6 +223,9 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 		st.Pairs, st.Mean, st.Max, 100*float64(st.Optimal)/float64(max(st.Pairs, 1)), st.Loops, st.Unrouted)
 	p("data: %d sent, %d delivered (%s); with a path when sent: %d sent, %d delivered (%s)\n",
 		r.Data.Sent, r.Data.Delivered, ratio(r.Data.Delivered, r.Data.Sent), r.Data.SentReachable, r.Data.DeliveredReachable, ratio(r.Data.DeliveredReachable, r.Data.SentReachable))
+	if g := r.FailoverGaps; g.Flows > 0 {
+		p("failover: %d flows disrupted by failures; longest gap per flow: median %s, p90 %s, max %s\n", g.Flows, ms(g.Median), ms(g.P90), ms(g.Max))
+	}
 	d := r.Drops
 	p("data drops: no route %d, hop limit %d, onto an undetected dead link %d, at a dead node %d, link loss %d\n", d.NoRoute, d.HopLimit, d.LinkDown, d.DeadNode, d.Loss)
 	if len(r.RouterEvents) > 0 || r.Errors > 0 {
