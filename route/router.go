@@ -48,8 +48,8 @@ type Config struct {
 	RxmtInterval         time.Duration // retransmit an unacknowledged advert [1s]
 	AckDelay             time.Duration // batch acknowledgements [20ms]
 	SPFDelay             time.Duration // SPF after a quiet period [10ms]
-	SPFHold              time.Duration // first hold between SPF runs in a burst, doubling [100ms]
-	SPFMaxHold           time.Duration // longest hold [1s]
+	SPFHold              time.Duration // first hold between SPF runs in a burst, doubling [50ms]
+	SPFMaxHold           time.Duration // longest hold [250ms]: a router in hold-down next to one that is not makes a micro-loop
 	// Hysteresis is the relative change of a link's measured metric needed
 	// before the advertised metric follows it [0.5]. Generous, because every
 	// change floods a signed advert mesh-wide: only changes that matter count.
@@ -82,8 +82,8 @@ func (c *Config) defaults() {
 	def(&c.RxmtInterval, time.Second)
 	def(&c.AckDelay, 20*time.Millisecond)
 	def(&c.SPFDelay, 10*time.Millisecond)
-	def(&c.SPFHold, 100*time.Millisecond)
-	def(&c.SPFMaxHold, time.Second)
+	def(&c.SPFHold, 50*time.Millisecond)
+	def(&c.SPFMaxHold, 250*time.Millisecond)
 	def(&c.MetricHold, 10*time.Second)
 	if c.Hysteresis <= 0 {
 		c.Hysteresis = 0.5
@@ -162,7 +162,8 @@ type Stats struct {
 	Forged        uint64 // bad signature, rejected
 	UnknownOrigin uint64 // no key for the origin, rejected
 	Malformed     uint64 // undecodable messages, rejected
-	RateLimited   uint64 // adverts dropped by a neighbour's rate limit
+	RateLimited   uint64 // messages dropped by a neighbour's rate limit or strikes
+	Deferred      uint64 // adverts held back by the per-origin arrival limit
 	Expired       uint64 // adverts aged out
 	Retransmits   uint64
 	SentMsgs      uint64
@@ -232,6 +233,12 @@ type neighbour struct {
 	heard    time.Time
 }
 
+type deferredLSA struct {
+	raw lsaView
+	n   *neighbour
+	at  time.Time
+}
+
 type tombstone struct {
 	seq   uint64
 	until time.Time
@@ -239,12 +246,13 @@ type tombstone struct {
 
 // Router is one node's routing protocol instance.
 type Router struct {
-	cfg     Config
-	lsdb    map[identity.NodeID]*lsdbEntry
-	tombs   map[identity.NodeID]tombstone
-	nbrs    map[identity.NodeID]*neighbour
-	nbrList []*neighbour // nbrs sorted by ID, for deterministic output
-	rxmtAt  time.Time
+	cfg      Config
+	lsdb     map[identity.NodeID]*lsdbEntry
+	tombs    map[identity.NodeID]tombstone
+	deferred map[identity.NodeID]*deferredLSA
+	nbrs     map[identity.NodeID]*neighbour
+	nbrList  []*neighbour // nbrs sorted by ID, for deterministic output
+	rxmtAt   time.Time
 
 	originsVer uint64 // changes whenever an origin enters or leaves lsdb
 
@@ -272,11 +280,12 @@ type Router struct {
 func New(cfg Config) *Router {
 	cfg.defaults()
 	r := &Router{
-		cfg:   cfg,
-		lsdb:  make(map[identity.NodeID]*lsdbEntry),
-		tombs: make(map[identity.NodeID]tombstone),
-		nbrs:  make(map[identity.NodeID]*neighbour),
-		table: &Table{},
+		cfg:      cfg,
+		lsdb:     make(map[identity.NodeID]*lsdbEntry),
+		tombs:    make(map[identity.NodeID]tombstone),
+		deferred: make(map[identity.NodeID]*deferredLSA),
+		nbrs:     make(map[identity.NodeID]*neighbour),
+		table:    &Table{},
 	}
 	r.scanAt = cfg.Now().Add(r.scanInterval())
 	return r
@@ -625,11 +634,18 @@ func (r *Router) receiveLSA(n *neighbour, msg []byte, now time.Time) error {
 		r.ack(n, origin, seq, now)
 		return nil
 	}
-	if cur != nil && now.Sub(cur.arrived) < r.cfg.MinOriginateInterval/4 {
-		// Faster than the origin may originate: drop it unacknowledged; a
-		// retransmission brings it later if it is genuine.
-		r.stats.RateLimited++
-		return fmt.Errorf("route: advert %s/%d %v after the last: %w", origin.Short(), seq, now.Sub(cur.arrived), ErrRateLimited)
+	if lim := r.cfg.MinOriginateInterval / 4; cur != nil && now.Sub(cur.arrived) < lim {
+		// Sooner after the last one than the origin may originate: it
+		// waits, unacknowledged, until lim after the last (only the newest
+		// waiting advert per origin is kept). An honest origin's adverts
+		// can arrive this close (an old one by database sync, then its
+		// successor by flooding); a runaway origin's cost at most one
+		// verification per lim.
+		if d := r.deferred[origin]; d == nil || seq > d.raw.seq() {
+			r.deferred[origin] = &deferredLSA{raw: v, n: n, at: cur.arrived.Add(lim)}
+		}
+		r.stats.Deferred++
+		return nil
 	}
 	if err := r.verify(n, v, now); err != nil {
 		return err
@@ -826,6 +842,9 @@ func (r *Router) NextDeadline() time.Time {
 	}
 	early(r.spfAt)
 	early(r.rxmtAt)
+	for _, d := range r.deferred {
+		early(d.at)
+	}
 	for _, n := range r.nbrList {
 		if len(n.acks) > 0 {
 			early(n.ackAt)
@@ -856,6 +875,21 @@ func (r *Router) Tick() {
 	}
 	if !r.rxmtAt.IsZero() && !now.Before(r.rxmtAt) {
 		r.retransmit(now)
+	}
+	if len(r.deferred) > 0 {
+		var due []identity.NodeID
+		for id, d := range r.deferred {
+			if !now.Before(d.at) {
+				due = append(due, id)
+			}
+		}
+		slices.SortFunc(due, func(a, b identity.NodeID) int { return cmpID(&a, &b) })
+		for _, id := range due {
+			d := r.deferred[id]
+			delete(r.deferred, id)
+			r.stats.Received-- // counted when it first arrived
+			_ = r.receiveLSA(d.n, d.raw, now)
+		}
 	}
 	if !now.Before(r.scanAt) {
 		r.scan(now)

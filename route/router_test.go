@@ -426,3 +426,27 @@ func TestForgeriesCostStrikes(t *testing.T) {
 		t.Fatalf("a strike did not come back: %v", err)
 	}
 }
+
+func TestPerOriginArrivalLimitDefers(t *testing.T) {
+	h := newHarness(t, 2, nil)
+	h.link(0, 1, 10)
+	h.run(time.Second)
+	r0 := h.r[nid(0)]
+	if err := r0.Receive(nid(1), lsaFrom(t, nid(7), 100, nil, true)); err != nil {
+		t.Fatal(err)
+	}
+	// Two successors within the 25 ms limit: held back, the newest kept.
+	h.now = h.now.Add(5 * time.Millisecond)
+	_ = r0.Receive(nid(1), lsaFrom(t, nid(7), 200, nil, true))
+	_ = r0.Receive(nid(1), lsaFrom(t, nid(7), 300, []Link{{nid(1), 3}}, true))
+	if r0.lsdb[nid(7)].seq != 100 || r0.Stats().Deferred != 2 {
+		t.Fatalf("seq %d, deferred %d", r0.lsdb[nid(7)].seq, r0.Stats().Deferred)
+	}
+	if d := r0.NextDeadline().Sub(h.now); d > 20*time.Millisecond {
+		t.Fatalf("next deadline in %v", d)
+	}
+	h.run(50 * time.Millisecond)
+	if r0.lsdb[nid(7)].seq != 300 || r0.Stats().Accepted == 0 {
+		t.Fatalf("deferred advert not installed: seq %d", r0.lsdb[nid(7)].seq)
+	}
+}
