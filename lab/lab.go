@@ -38,6 +38,7 @@ type Mesh struct {
 
 	mu    sync.Mutex
 	nodes []*Node
+	cuts  *cutSet // set by EnableCuts
 }
 
 // Node is one member of a lab mesh.
@@ -120,9 +121,6 @@ func (n *Node) Addr(v6 bool) netip.Addr {
 // Start runs the node with the given peers (all other nodes when none are
 // given), each reachable at its loopback socket.
 func (n *Node) Start(peers ...*Node) error {
-	if n.cancel != nil {
-		return errors.New("lab: node already running")
-	}
 	if len(peers) == 0 {
 		for _, o := range n.mesh.Nodes() {
 			if o != n {
@@ -130,6 +128,17 @@ func (n *Node) Start(peers ...*Node) error {
 			}
 		}
 	}
+	return n.StartLinks(peers, nil)
+}
+
+// StartLinks runs the node with direct links to the neighbours (their
+// loopback sockets as endpoints) and knowledge of the other members, reached
+// only through the mesh.
+func (n *Node) StartLinks(neighbours, others []*Node) error {
+	if n.cancel != nil {
+		return errors.New("lab: node already running")
+	}
+	peers := neighbours
 	trust, err := identity.NewTrust(n.mesh.CA, time.Now())
 	if err != nil {
 		return err
@@ -145,8 +154,15 @@ func (n *Node) Start(peers ...*Node) error {
 	for _, p := range peers {
 		pcs = append(pcs, node.PeerConfig{Cert: p.Cert, Endpoints: []netip.AddrPort{p.Conn.LocalAddr()}})
 	}
+	for _, p := range others {
+		pcs = append(pcs, node.PeerConfig{Cert: p.Cert})
+	}
+	var conn transport.Conn = n.Conn
+	if n.mesh.cuts != nil {
+		conn = &cutConn{Conn: n.Conn, self: n.Conn.LocalAddr(), cuts: n.mesh.cuts}
+	}
 	n.Node, err = node.New(node.Config{
-		Key: n.Key, Cert: n.Cert, Trust: trust, Device: n.Stack.Device(), Conn: n.Conn,
+		Key: n.Key, Cert: n.Cert, Trust: trust, Device: n.Stack.Device(), Conn: conn,
 		Peers: pcs, Logger: n.mesh.Logger, Now: n.mesh.Now, Keepalive: n.mesh.Keepalive,
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/x0tta6bl4/x0t/identity"
 	"github.com/x0tta6bl4/x0t/session"
 	"github.com/x0tta6bl4/x0t/transport"
 	"github.com/x0tta6bl4/x0t/wire"
@@ -15,6 +16,8 @@ import (
 func (n *Node) controlLoop() error {
 	ticker := time.NewTicker(tickInterval)
 	defer ticker.Stop()
+	meshTicker := time.NewTicker(meshTickInterval)
+	defer meshTicker.Stop()
 	lastUnknownKick := map[netip.AddrPort]time.Time{}
 	var lastFlowSweep time.Time
 
@@ -33,6 +36,10 @@ func (n *Node) controlLoop() error {
 			n.handleHandshakeMsg(m)
 		case fn := <-n.ops:
 			fn()
+		case lm := <-n.linkMsgs:
+			n.handleLinkMsg(lm)
+		case <-meshTicker.C:
+			n.meshTick(time.Now())
 		case p := <-n.kicks:
 			p.kicked.Store(false)
 			if n.peers.Load().byID[p.id] == p { // not removed meanwhile
@@ -116,9 +123,7 @@ func (n *Node) timers(p *Peer, now time.Time) {
 		wait := min(retransmitBase<<min(p.attempts-1, 4), retransmitMax)
 		if now.Sub(p.pendingSentAt) >= wait {
 			n.dropPending(p)
-			if hasEndpoint {
-				n.initiate(p, now)
-			}
+			n.initiate(p, now)
 		}
 		return
 	}
@@ -129,6 +134,8 @@ func (n *Node) timers(p *Peer, now time.Time) {
 	}
 	switch {
 	case kp == nil:
+		// Neighbours are contacted eagerly; members reached through the mesh
+		// only when there is traffic for them (service).
 		if hasEndpoint {
 			n.initiate(p, now)
 		}
@@ -158,10 +165,17 @@ func (n *Node) timers(p *Peer, now time.Time) {
 	}
 }
 
-// initiate sends a new handshake initiation to p.
+// initiate sends a new handshake initiation to p: straight to its endpoint,
+// or through the mesh when the direct path is dead or unknown. When both exist
+// and the direct one goes unanswered, attempts alternate between them.
 func (n *Node) initiate(p *Peer, now time.Time) {
-	ep, ok := p.Endpoint()
-	if !ok {
+	ep, hasEP := p.Endpoint()
+	direct := hasEP && !p.linkDown.Load()
+	routed := n.nextHop(p.id, identity.NodeID{}) != nil
+	if direct && routed && p.attempts%2 == 1 {
+		direct = false
+	}
+	if !direct && !routed {
 		return
 	}
 	if p.pending != nil {
@@ -179,13 +193,17 @@ func (n *Node) initiate(p *Peer, now time.Time) {
 	p.pendingSentAt = now
 	p.attempts++
 	// Rotate through configured endpoints when attempts go unanswered.
-	if p.attempts > 1 && len(p.configured) > 1 && p.current.Load() == nil {
+	if direct && p.attempts > 2 && len(p.configured) > 1 && p.current.Load() == nil {
 		p.nextEndpoint = (p.nextEndpoint + 1) % len(p.configured)
 		ep = p.configured[p.nextEndpoint]
 		p.setEndpoint(ep)
 	}
 	p.cookies.AddMACs(in.Message, now)
-	n.sendFragmented(in.Message, ep)
+	if direct {
+		n.sendHandshake(nil, in.Message, ep, now)
+	} else {
+		n.sendHandshake(p, in.Message, netip.AddrPort{}, now)
+	}
 	in.Message = nil // a retry is a new initiation: do not hold 9 KiB per peer
 	n.stats.HandshakesSent.Add(1)
 }
@@ -195,8 +213,10 @@ func (n *Node) dropPending(p *Peer) {
 	p.pending = nil
 }
 
-// sendFragmented sends a handshake message in fragments that fit a 1280 MTU.
-func (n *Node) sendFragmented(msg []byte, to netip.AddrPort) {
+// sendHandshake sends a handshake message in fragments that fit a 1280 MTU:
+// straight to the address to when through is nil, else through the mesh to
+// the peer through (each fragment wrapped for, and sealed with, the next hop).
+func (n *Node) sendHandshake(through *Peer, msg []byte, to netip.AddrPort, now time.Time) {
 	var id [4]byte
 	rand.Read(id[:])
 	frags, err := wire.Fragments(msg, binary.LittleEndian.Uint32(id[:]))
@@ -204,12 +224,32 @@ func (n *Node) sendFragmented(msg []byte, to netip.AddrPort) {
 		n.log.Error("fragmenting handshake message", "err", err)
 		return
 	}
-	msgs := make([]transport.Message, len(frags))
-	for i, f := range frags {
-		msgs[i] = transport.Message{Buf: f, N: len(f), Addr: to}
+	msgs := make([]transport.Message, 0, len(frags))
+	for _, f := range frags {
+		if through == nil {
+			msgs = append(msgs, transport.Message{Buf: f, N: len(f), Addr: to})
+			continue
+		}
+		via := n.nextHop(through.id, identity.NodeID{})
+		if via == nil {
+			n.stats.DropNoRoute.Add(1)
+			return
+		}
+		kp, ep := via.current.Load(), via.endpoint.Load()
+		if kp == nil || ep == nil {
+			return
+		}
+		buf := make([]byte, offset+wire.ForwardHeaderSize+len(f)+wire.TagSize)
+		wire.PutForwardHeader(buf[offset:], wire.DefaultHopLimit, through.id)
+		copy(buf[offset+wire.ForwardHeaderSize:], f)
+		l, err := kp.Seal(buf, wire.ForwardHeaderSize+len(f), now)
+		if err != nil {
+			return
+		}
+		msgs = append(msgs, transport.Message{Buf: buf[:l], N: l, Addr: *ep})
 	}
 	if err := n.cfg.Conn.WriteBatch(msgs); err != nil && !closedErr(err) {
-		n.log.Debug("sending handshake message", "to", to, "err", err)
+		n.log.Debug("sending handshake message", "err", err)
 	}
 }
 
@@ -219,15 +259,16 @@ func (n *Node) handleHandshakeMsg(m inboundMsg) {
 	now := n.now()
 	switch wire.PacketType(m.data) {
 	case wire.TypeInitiation:
-		n.handleInitiation(m.data, m.src, now)
+		n.handleInitiation(m, now)
 	case wire.TypeResponse:
-		n.handleResponse(m.data, m.src, now)
+		n.handleResponse(m, now)
 	case wire.TypeCookieReply:
 		n.handleCookieReply(m.data, now)
 	}
 }
 
-func (n *Node) handleInitiation(msg []byte, src netip.AddrPort, now time.Time) {
+func (n *Node) handleInitiation(m inboundMsg, now time.Time) {
+	msg, src := m.data, m.src
 	inc, err := n.hs.Consume(msg)
 	if err != nil {
 		n.stats.countHandshakeError(err)
@@ -259,15 +300,20 @@ func (n *Node) handleInitiation(msg []byte, src netip.AddrPort, now time.Time) {
 	}
 	n.index.set(idx, indexEntry{peer: p, kp: kp})
 	n.forget(p.installResponder(kp))
-	p.setEndpoint(src)
 	p.cookies.AddMACs(resp, now)
-	n.sendFragmented(resp, src)
+	if m.forwarded {
+		n.sendHandshake(p, resp, netip.AddrPort{}, now) // back through the mesh
+	} else {
+		p.setEndpoint(src)
+		n.sendHandshake(nil, resp, src, now)
+	}
 	n.stats.HandshakesCompleted.Add(1)
 	p.lastHandshake.Store(now.UnixNano())
 	n.log.Debug("handshake answered", "peer", p.Name(), "from", src, "suite", SuiteName(keys.Suite))
 }
 
-func (n *Node) handleResponse(msg []byte, src netip.AddrPort, now time.Time) {
+func (n *Node) handleResponse(m inboundMsg, now time.Time) {
+	msg, src := m.data, m.src
 	r, err := wire.ParseResponse(msg)
 	if err != nil {
 		n.stats.HSMalformedMessage.Add(1)
@@ -293,7 +339,9 @@ func (n *Node) handleResponse(msg []byte, src netip.AddrPort, now time.Time) {
 	p.attempts = 0
 	n.index.set(keys.LocalIndex, indexEntry{peer: p, kp: kp})
 	n.forget(p.installInitiator(kp))
-	p.setEndpoint(src)
+	if !m.forwarded {
+		p.setEndpoint(src)
+	}
 	p.lastHandshake.Store(now.UnixNano())
 	n.stats.HandshakesCompleted.Add(1)
 	n.log.Debug("handshake complete", "peer", p.Name(), "endpoint", src, "suite", SuiteName(keys.Suite))
@@ -339,45 +387,44 @@ func (n *Node) flushStaged(p *Peer, kp *session.Keypair, now time.Time) bool {
 	if len(staged) == 0 {
 		return false
 	}
-	ep, ok := p.Endpoint()
-	if !ok {
-		return false
-	}
 	msgs := make([]transport.Message, 0, len(staged))
 	for _, pkt := range staged {
-		buf := make([]byte, offset+len(pkt)+wire.TagSize)
-		copy(buf[offset:], pkt)
-		l, err := kp.Seal(buf, len(pkt), now)
+		buf := make([]byte, headroom+len(pkt)+2*wire.TagSize)
+		copy(buf[headroom:], pkt)
+		m, err := n.encap(p, buf, len(pkt), now)
 		if err != nil {
+			n.stats.DropNoRoute.Add(1)
 			continue
 		}
-		msgs = append(msgs, transport.Message{Buf: buf[:l], N: l, Addr: ep})
+		msgs = append(msgs, m)
 		p.txPackets.Add(1)
 		p.txBytes.Add(uint64(len(pkt)))
 		n.stats.TxBytes.Add(uint64(len(pkt)))
+	}
+	if len(msgs) == 0 {
+		return false
 	}
 	n.stats.TxPackets.Add(uint64(len(msgs)))
 	p.lastSent.Store(now.UnixNano())
 	if err := n.cfg.Conn.WriteBatch(msgs); err != nil && !closedErr(err) {
 		n.log.Debug("sending staged packets", "err", err)
 	}
-	return len(msgs) > 0
+	return true
 }
 
-// sendKeepalive sends an empty data packet.
+// sendKeepalive sends an empty data packet on the peer's session.
 func (n *Node) sendKeepalive(p *Peer, kp *session.Keypair, now time.Time) {
-	ep, ok := p.Endpoint()
-	if !ok || !usable(kp, now) {
+	if !usable(kp, now) {
 		return
 	}
-	buf := make([]byte, offset+wire.TagSize)
-	l, err := kp.Seal(buf, 0, now)
+	buf := make([]byte, headroom+2*wire.TagSize)
+	m, err := n.encap(p, buf, 0, now)
 	if err != nil {
 		return
 	}
 	p.lastSent.Store(now.UnixNano())
 	n.stats.Keepalives.Add(1)
-	if err := n.cfg.Conn.WriteBatch([]transport.Message{{Buf: buf[:l], N: l, Addr: ep}}); err != nil && !closedErr(err) {
+	if err := n.cfg.Conn.WriteBatch([]transport.Message{m}); err != nil && !closedErr(err) {
 		n.log.Debug("sending keepalive", "err", err)
 	}
 }

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
+	"github.com/x0tta6bl4/x0t/identity"
+	"github.com/x0tta6bl4/x0t/linkmon"
 	"github.com/x0tta6bl4/x0t/overlay"
 	"github.com/x0tta6bl4/x0t/session"
 	"github.com/x0tta6bl4/x0t/transport"
@@ -14,12 +17,87 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// offset is where packets start in the loops' buffers: room for the data header
-// so that sealing and opening happen in place.
-const offset = wire.DataHeaderSize
+// Buffer layout. A packet from the device is read at headroom, so that it can
+// be sealed in place for its destination (e2e header just before it) and, when
+// it travels through the mesh, wrapped for the next hop (forwarding header and
+// link header before that) without a copy:
+//
+//	0        16               36           52
+//	| link   | forward header | e2e header | IP packet ... | e2e tag | link tag |
+//
+// A packet to a direct peer uses only the e2e part, starting at 36.
+const (
+	offset   = wire.DataHeaderSize                            // where received plaintext starts
+	headroom = 2*wire.DataHeaderSize + wire.ForwardHeaderSize // where packets from the device start
+	e2eStart = headroom - wire.DataHeaderSize
+)
 
 func closedErr(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed)
+}
+
+// Errors of encap: why a packet could not be sent now.
+var (
+	errNoSession = errors.New("node: no session with the peer")
+	errNoRoute   = errors.New("node: no route to the peer")
+)
+
+// encap seals buf, which holds a packet of plen bytes at buf[headroom:], for
+// peer p, and returns the datagram to send. When p is not reached directly, the
+// sealed packet is wrapped for the next hop and sealed again with that link's
+// session: relays see the destination, nothing else. It does not allocate.
+func (n *Node) encap(p *Peer, buf []byte, plen int, now time.Time) (transport.Message, error) {
+	kp := p.current.Load()
+	if kp == nil || kp.Expired(now) {
+		return transport.Message{}, errNoSession
+	}
+	var via *Peer
+	if !p.direct() {
+		via = n.nextHop(p.id, identity.NodeID{})
+	}
+	if via == nil || via == p {
+		// Direct: the link lives, or it is the only way there is (better a
+		// packet into a link judged dead than none at all).
+		ep := p.endpoint.Load()
+		if ep == nil {
+			return transport.Message{}, errNoRoute
+		}
+		l, err := kp.Seal(buf[e2eStart:], plen, now)
+		if err != nil {
+			return transport.Message{}, errNoSession
+		}
+		return transport.Message{Buf: buf[e2eStart : e2eStart+l], N: l, Addr: *ep}, nil
+	}
+	vkp, vep := via.current.Load(), via.endpoint.Load()
+	if vkp == nil || vep == nil || vkp.Expired(now) {
+		return transport.Message{}, errNoRoute
+	}
+	l, err := kp.Seal(buf[e2eStart:], plen, now)
+	if err != nil {
+		return transport.Message{}, errNoSession
+	}
+	wire.PutForwardHeader(buf[offset:e2eStart], wire.DefaultHopLimit, p.id)
+	l, err = vkp.Seal(buf, wire.ForwardHeaderSize+l, now)
+	if err != nil {
+		return transport.Message{}, errNoRoute
+	}
+	via.lastSent.Store(now.UnixNano())
+	return transport.Message{Buf: buf[:l], N: l, Addr: *vep}, nil
+}
+
+// nextHop is the neighbour to hand a packet for dst to: the routing table's
+// next hop if its link is live, else its loop-free alternate. from is the
+// neighbour the packet came from (zero for our own traffic).
+func (n *Node) nextHop(dst, from identity.NodeID) *Peer {
+	peers := n.peers.Load()
+	id, ok := n.mesh.table.Load().NextHop(dst, from, func(id identity.NodeID) bool {
+		q := peers.byID[id]
+		return q != nil && q.direct() && q.current.Load() != nil
+	})
+	if !ok {
+		return nil
+	}
+	return peers.byID[id]
 }
 
 // outbound holds the outbound loop's reusable buffers.
@@ -33,7 +111,7 @@ func (n *Node) newOutbound() *outbound {
 	batch := n.cfg.Device.BatchSize()
 	o := &outbound{bufs: make([][]byte, batch), sizes: make([]int, batch), msgs: make([]transport.Message, 0, batch)}
 	for i := range o.bufs {
-		o.bufs[i] = make([]byte, offset+n.mtu+wire.TagSize)
+		o.bufs[i] = make([]byte, headroom+n.mtu+2*wire.TagSize)
 	}
 	return o
 }
@@ -42,7 +120,7 @@ func (n *Node) newOutbound() *outbound {
 func (n *Node) outboundLoop() error {
 	o := n.newOutbound()
 	for {
-		k, err := n.cfg.Device.Read(o.bufs, o.sizes, offset)
+		k, err := n.cfg.Device.Read(o.bufs, o.sizes, headroom)
 		if err != nil {
 			switch {
 			case n.isClosed() || closedErr(err):
@@ -67,7 +145,7 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 	var bytes uint64
 	for i := range k {
 		size := o.sizes[i]
-		pkt := o.bufs[i][offset : offset+size]
+		pkt := o.bufs[i][headroom : headroom+size]
 		dst, ok := overlay.ParseDst(pkt)
 		if !ok {
 			n.stats.DropMalformed.Add(1)
@@ -78,30 +156,25 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 			n.stats.DropNoRoute.Add(1)
 			continue
 		}
-		n.fw.noteOutbound(pkt, now) // before Seal encrypts pkt in place
-		kp := p.current.Load()
-		ep := p.endpoint.Load()
-		if kp == nil || ep == nil || kp.Expired(now) {
+		n.fw.noteOutbound(pkt, now) // before sealing encrypts pkt in place
+		m, err := n.encap(p, o.bufs[i], size, now)
+		switch {
+		case errors.Is(err, errNoRoute):
+			n.stats.DropNoRoute.Add(1)
+			continue
+		case err != nil:
 			if !p.stage(pkt) {
 				n.stats.DropStageFull.Add(1)
 			}
 			n.kick(p)
 			continue
 		}
-		l, err := kp.Seal(o.bufs[i], size, now)
-		if err != nil {
-			if !p.stage(pkt) {
-				n.stats.DropStageFull.Add(1)
-			}
-			n.kick(p)
-			continue
-		}
-		o.msgs = append(o.msgs, transport.Message{Buf: o.bufs[i][:l], N: l, Addr: *ep})
+		o.msgs = append(o.msgs, m)
 		p.txPackets.Add(1)
 		p.txBytes.Add(uint64(size))
 		p.lastSent.Store(now.UnixNano())
 		bytes += uint64(size)
-		if rekeyDue(kp, now) {
+		if rekeyDue(p.current.Load(), now) {
 			n.kick(p)
 		}
 	}
@@ -119,20 +192,23 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 type inbound struct {
 	msgs    []transport.Message
 	tunBufs [][]byte
+	out     []transport.Message // relayed packets and probe replies
 	lastIdx uint32
 	last    indexEntry
 }
 
 func (n *Node) newInbound() *inbound {
 	batch := n.cfg.Conn.BatchSize()
-	in := &inbound{msgs: make([]transport.Message, batch), tunBufs: make([][]byte, 0, batch)}
+	in := &inbound{msgs: make([]transport.Message, batch), tunBufs: make([][]byte, 0, batch),
+		out: make([]transport.Message, 0, batch)}
 	for i := range in.msgs {
 		in.msgs[i].Buf = make([]byte, transport.MaxSegmentBuf)
 	}
 	return in
 }
 
-// inboundLoop moves datagrams from the underlay to the device or the control loop.
+// inboundLoop moves datagrams from the underlay to the device, the next hop
+// or the control loop.
 func (n *Node) inboundLoop() error {
 	in := n.newInbound()
 	for {
@@ -149,18 +225,30 @@ func (n *Node) inboundLoop() error {
 }
 
 // openBatch processes the first k received datagrams. Data packets are opened in
-// place and written to the device in one batch; it does not allocate for them.
+// place; packets for us are written to the device in one batch, packets for
+// others are sealed in place for the next hop and sent in one batch. It does
+// not allocate for data packets.
 func (n *Node) openBatch(in *inbound, k int, now time.Time) {
 	in.tunBufs = in.tunBufs[:0]
+	in.out = in.out[:0]
 	in.last = indexEntry{}
 	for i := range k {
 		m := &in.msgs[i]
 		b := m.Buf[:m.N]
 		switch wire.PacketType(b) {
 		case wire.TypeData:
-			if pt, ok := n.openData(in, b, m, now); ok {
-				in.tunBufs = append(in.tunBufs, m.Buf[:offset+len(pt)])
+			p, pt, ok := n.openSession(in, b, now)
+			if !ok {
+				if p == nil {
+					select {
+					case n.unknown <- m.Addr:
+					default:
+					}
+				}
+				continue
 			}
+			p.setEndpoint(m.Addr) // roaming: an authenticated packet says where the peer is
+			n.onLink(in, p, m, pt, now)
 		case wire.TypeFragment, wire.TypeInitiation, wire.TypeResponse, wire.TypeCookieReply:
 			select {
 			case n.front <- inboundMsg{data: append([]byte(nil), b...), src: m.Addr}:
@@ -171,67 +259,170 @@ func (n *Node) openBatch(in *inbound, k int, now time.Time) {
 			n.stats.DropMalformed.Add(1)
 		}
 	}
-	if len(in.tunBufs) == 0 {
-		return
+	if len(in.tunBufs) > 0 {
+		if _, err := n.cfg.Device.Write(in.tunBufs, offset); err != nil && !closedErr(err) {
+			n.log.Debug("device write failed", "err", err)
+		}
 	}
-	if _, err := n.cfg.Device.Write(in.tunBufs, offset); err != nil && !closedErr(err) {
-		n.log.Debug("device write failed", "err", err)
+	if len(in.out) > 0 {
+		if err := n.cfg.Conn.WriteBatch(in.out); err != nil && !closedErr(err) {
+			n.log.Debug("relay send failed", "err", err)
+		}
 	}
 }
 
-// openData authenticates one data packet and returns its plaintext if it is an
-// IP packet for the device.
-func (n *Node) openData(in *inbound, b []byte, m *transport.Message, now time.Time) ([]byte, bool) {
+// openSession authenticates a data packet (header, AEAD, replay window) in
+// place. It returns the peer and the plaintext; a nil peer with !ok means the
+// receiver index is unknown.
+func (n *Node) openSession(in *inbound, b []byte, now time.Time) (*Peer, []byte, bool) {
 	idx, counter, err := wire.ParseDataHeader(b)
 	if err != nil {
 		n.stats.DropMalformed.Add(1)
-		return nil, false
+		return nil, nil, false
 	}
 	e := in.last
 	if e.kp == nil || idx != in.lastIdx {
 		var ok bool
 		if e, ok = n.index.lookup(idx); !ok || e.kp == nil {
 			n.stats.DropUnknownSession.Add(1)
-			select {
-			case n.unknown <- m.Addr:
-			default:
-			}
-			return nil, false
+			return nil, nil, false
 		}
 		in.last, in.lastIdx = e, idx
 	}
 	pt, err := e.kp.Open(b, counter, now)
 	if err != nil {
 		n.stats.countOpenError(err)
-		return nil, false
+		return e.peer, nil, false
 	}
 	p := e.peer
 	p.lastRecv.Store(now.UnixNano())
-	p.setEndpoint(m.Addr)
 	if p.next.Load() == e.kp {
 		n.confirm(p, e.kp)
 	}
-	if len(pt) == 0 {
-		return nil, false // keepalive
+	return p, pt, true
+}
+
+// onLink handles the plaintext of a packet from a direct neighbour: an IP
+// packet for us, a packet to relay or unwrap, or a link message.
+func (n *Node) onLink(in *inbound, p *Peer, m *transport.Message, pt []byte, now time.Time) {
+	switch {
+	case len(pt) == 0: // keepalive
+	case wire.IsIPPacket(pt):
+		if n.acceptIP(p, pt, now) {
+			in.tunBufs = append(in.tunBufs, m.Buf[:offset+len(pt)])
+		}
+	case pt[0] == wire.LinkForward:
+		n.onForward(in, p, m, pt, now)
+	case pt[0] == linkmon.TypeProbe && len(pt) == linkmon.MessageSize:
+		// Answer at once, from the packet loop, so the neighbour measures the
+		// link and not our scheduling.
+		kp := p.current.Load()
+		if kp == nil {
+			return
+		}
+		pt[0] = linkmon.TypeReply
+		if l, err := kp.Seal(m.Buf, len(pt), now); err == nil {
+			in.out = append(in.out, transport.Message{Buf: m.Buf[:l], N: l, Addr: m.Addr})
+		}
+	case pt[0] < 0x40:
+		select {
+		case n.linkMsgs <- linkMsg{from: p, data: append([]byte(nil), pt...)}:
+		default:
+			n.stats.DropQueueFull.Add(1)
+		}
+	default:
+		n.stats.DropMalformed.Add(1)
 	}
+}
+
+// acceptIP applies the receive checks to an IP packet from peer p: its source
+// address must be the peer's (cryptokey routing) and the policy must allow it.
+func (n *Node) acceptIP(p *Peer, pt []byte, now time.Time) bool {
 	src, ok := overlay.ParseSrc(pt)
 	if !ok {
 		n.stats.DropMalformed.Add(1)
-		return nil, false
+		return false
 	}
 	if !p.owns(src) {
 		n.stats.DropSpoofedSource.Add(1)
-		return nil, false
+		return false
 	}
 	if !n.fw.allowInbound(pt, now) {
 		n.stats.DropPolicy.Add(1)
-		return nil, false
+		return false
 	}
 	p.rxPackets.Add(1)
 	p.rxBytes.Add(uint64(len(pt)))
 	n.stats.RxPackets.Add(1)
 	n.stats.RxBytes.Add(uint64(len(pt)))
-	return pt, true
+	return true
+}
+
+// onForward handles a forwarded datagram that neighbour from handed us: for us,
+// it is unwrapped and processed as if received; for another node, it is sealed
+// in place for the next hop.
+func (n *Node) onForward(in *inbound, from *Peer, m *transport.Message, pt []byte, now time.Time) {
+	hop, dst, inner, err := wire.ParseForward(pt)
+	if err != nil {
+		n.stats.DropMalformed.Add(1)
+		return
+	}
+	if identity.NodeID(dst) == n.ID() {
+		switch wire.PacketType(inner) {
+		case wire.TypeData:
+			p, ipt, ok := n.openSession(in, inner, now)
+			if !ok {
+				return
+			}
+			if len(ipt) == 0 || !wire.IsIPPacket(ipt) {
+				return // keepalive through the mesh; link messages never travel end to end
+			}
+			if n.acceptIP(p, ipt, now) {
+				// The packet sits at offset+ForwardHeaderSize+DataHeaderSize in
+				// the buffer; hand the device a slice whose offset lands on it.
+				base := wire.ForwardHeaderSize + wire.DataHeaderSize
+				in.tunBufs = append(in.tunBufs, m.Buf[base:offset+wire.ForwardHeaderSize+wire.DataHeaderSize+len(ipt)])
+			}
+		default: // handshake fragment or cookie reply, end to end
+			select {
+			case n.front <- inboundMsg{data: append([]byte(nil), inner...), src: meshAddr(from.id), from: from.id, forwarded: true}:
+			default:
+				n.stats.DropQueueFull.Add(1)
+			}
+		}
+		return
+	}
+	if hop <= 1 {
+		n.stats.DropHopLimit.Add(1)
+		return
+	}
+	via := n.nextHop(dst, from.id)
+	if via == nil {
+		n.stats.DropNoRoute.Add(1)
+		return
+	}
+	kp, ep := via.current.Load(), via.endpoint.Load()
+	if kp == nil || ep == nil {
+		n.stats.DropNoRoute.Add(1)
+		return
+	}
+	pt[1] = hop - 1
+	l, err := kp.Seal(m.Buf, len(pt), now)
+	if err != nil {
+		n.stats.DropNoRoute.Add(1)
+		return
+	}
+	via.lastSent.Store(now.UnixNano())
+	n.stats.Forwarded.Add(1)
+	in.out = append(in.out, transport.Message{Buf: m.Buf[:l], N: l, Addr: *ep})
+}
+
+// meshAddr stands for a neighbour where the front stage keys state by address
+// (fragment reassembly, rate limits) for messages that came through the mesh.
+func meshAddr(id identity.NodeID) netip.AddrPort {
+	var a [16]byte
+	copy(a[:], id[:])
+	return netip.AddrPortFrom(netip.AddrFrom16(a), 0)
 }
 
 // confirm handles the first packet on a responder keypair: it becomes current,

@@ -98,7 +98,7 @@ func (n *Node) frontMsg(ra *wire.Reassembler, rl *rateLimiter, m inboundMsg) {
 	}
 	switch wire.PacketType(msg) {
 	case wire.TypeInitiation, wire.TypeResponse:
-		if !n.admit(rl, msg, m.src, now) {
+		if !n.admit(rl, msg, m.src, m.forwarded, now) {
 			return
 		}
 	case wire.TypeCookieReply:
@@ -107,7 +107,7 @@ func (n *Node) frontMsg(ra *wire.Reassembler, rl *rateLimiter, m inboundMsg) {
 		return
 	}
 	select {
-	case n.work <- inboundMsg{data: msg, src: m.src}:
+	case n.work <- inboundMsg{data: msg, src: m.src, from: m.from, forwarded: m.forwarded}:
 	default:
 		n.stats.DropQueueFull.Add(1)
 	}
@@ -115,13 +115,22 @@ func (n *Node) frontMsg(ra *wire.Reassembler, rl *rateLimiter, m inboundMsg) {
 
 // admit applies the DoS defences to an initiation or response. It returns false
 // when the message must not be processed further.
-func (n *Node) admit(rl *rateLimiter, msg []byte, src netip.AddrPort, now time.Time) bool {
+func (n *Node) admit(rl *rateLimiter, msg []byte, src netip.AddrPort, forwarded bool, now time.Time) bool {
 	cookies := n.hs.Cookies()
 	if err := cookies.CheckMAC1(msg); err != nil {
 		n.stats.HSBadMAC.Add(1)
 		return false
 	}
 	if !n.underLoad() {
+		return true
+	}
+	if forwarded {
+		// Through the mesh there is no address to send a cookie to; the
+		// neighbour that relayed it is authenticated, so limit per neighbour.
+		if !rl.allow(src.Addr(), now) {
+			n.stats.HSRateLimited.Add(1)
+			return false
+		}
 		return true
 	}
 	if err := cookies.CheckMAC2(msg, src, now); err != nil {

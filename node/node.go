@@ -79,9 +79,11 @@ type Node struct {
 	kicks   chan *Peer
 	unknown chan netip.AddrPort
 
-	stats Stats
-	fw    firewall
-	ops   chan func() // run by the control loop: changes to peers and policy
+	stats    Stats
+	fw       firewall
+	ops      chan func() // run by the control loop: changes to peers and policy
+	mesh     meshState
+	linkMsgs chan linkMsg
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -96,8 +98,16 @@ type peerTable struct {
 }
 
 type inboundMsg struct {
+	data      []byte
+	src       netip.AddrPort  // UDP source, for messages that came straight to us
+	from      identity.NodeID // the neighbour that handed us a forwarded message
+	forwarded bool            // came through the mesh: src means nothing
+}
+
+// linkMsg is a link message (routing, link monitoring) from a neighbour.
+type linkMsg struct {
+	from *Peer
 	data []byte
-	src  netip.AddrPort
 }
 
 // New builds a node. It does not start any goroutine; call Run.
@@ -123,21 +133,23 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: device MTU: %w", err)
 	}
 	n := &Node{
-		cfg:     cfg,
-		log:     cfg.Logger.With("node", cfg.Cert.Name),
-		now:     cfg.Now,
-		hs:      hs,
-		suite:   cfg.Suite,
-		mtu:     mtu,
-		index:   newIndexTable(),
-		front:   make(chan inboundMsg, frontQueueLen),
-		work:    make(chan inboundMsg, workQueueLen),
-		kicks:   make(chan *Peer, 256),
-		unknown: make(chan netip.AddrPort, 64),
-		closed:  make(chan struct{}),
-		ops:     make(chan func()),
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.Cert.Name),
+		now:      cfg.Now,
+		hs:       hs,
+		suite:    cfg.Suite,
+		mtu:      mtu,
+		index:    newIndexTable(),
+		front:    make(chan inboundMsg, frontQueueLen),
+		work:     make(chan inboundMsg, workQueueLen),
+		kicks:    make(chan *Peer, 256),
+		unknown:  make(chan netip.AddrPort, 64),
+		closed:   make(chan struct{}),
+		ops:      make(chan func()),
+		linkMsgs: make(chan linkMsg, 1024),
 	}
 	n.fw.flows = newConntrack()
+	n.initMesh()
 	if n.suite == 0 {
 		n.suite = defaultSuite()
 	}

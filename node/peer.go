@@ -35,6 +35,13 @@ type Peer struct {
 	next    atomic.Pointer[session.Keypair] // written under mu; read lock-free by the inbound loop
 	kicked  atomic.Bool                     // a kick is queued for the control loop
 
+	// linkDown is set while link monitoring finds the direct path to the peer
+	// dead: traffic for it then goes through the mesh. Cleared when the link
+	// answers probes again.
+	linkDown atomic.Bool
+	// vk is the peer's hybrid verifying key, parsed once, for routing adverts.
+	vk atomic.Pointer[identity.VerifyingKey]
+
 	mu     sync.Mutex
 	recv   []*session.Keypair // every live keypair, oldest first
 	staged [][]byte
@@ -69,6 +76,25 @@ func newPeer(n *Node, cert *identity.Certificate, endpoints []netip.AddrPort) *P
 		p.endpoint.Store(&ep)
 	}
 	return p
+}
+
+// verifyingKey returns the peer's parsed signing key.
+func (p *Peer) verifyingKey() (*identity.VerifyingKey, error) {
+	if vk := p.vk.Load(); vk != nil {
+		return vk, nil
+	}
+	vk, err := p.cert.Load().VerifyingKey()
+	if err != nil {
+		return nil, err
+	}
+	p.vk.Store(vk)
+	return vk, nil
+}
+
+// direct reports whether traffic for the peer can go straight to it: a
+// session, an endpoint, and no verdict that the direct path is dead.
+func (p *Peer) direct() bool {
+	return !p.linkDown.Load() && p.endpoint.Load() != nil
 }
 
 // Name returns the peer's certificate name.
@@ -212,6 +238,7 @@ type PeerStatus struct {
 	Addrs         []netip.Addr
 	Endpoint      string
 	Up            bool // a current keypair exists
+	Direct        bool // traffic goes straight to the peer (else through the mesh)
 	LastHandshake time.Time
 	RxBytes       uint64
 	TxBytes       uint64
@@ -225,6 +252,7 @@ func (p *Peer) status() PeerStatus {
 		ID:        p.id.String(),
 		Addrs:     p.addrs,
 		Up:        p.current.Load() != nil,
+		Direct:    p.direct(),
 		RxBytes:   p.rxBytes.Load(),
 		TxBytes:   p.txBytes.Load(),
 		RxPackets: p.rxPackets.Load(),

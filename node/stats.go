@@ -24,6 +24,10 @@ type Stats struct {
 	CookiesSent         atomic.Uint64 // cookie replies sent while under load
 	Keepalives          atomic.Uint64 // keepalives sent
 	Staged              atomic.Uint64 // outbound packets that waited for a session
+	Forwarded           atomic.Uint64 // packets relayed for other nodes
+	LinkUps             atomic.Uint64 // links to neighbours that came up
+	LinkDowns           atomic.Uint64 // links to neighbours found dead
+	RouteChanges        atomic.Uint64 // new routing tables installed
 
 	DropNoRoute        atomic.Uint64 // outbound packet for an address no peer owns
 	DropStageFull      atomic.Uint64 // outbound packet while the session was not up and the queue was full
@@ -36,6 +40,8 @@ type Stats struct {
 	DropMalformed      atomic.Uint64 // undecodable datagram or inner packet
 	DropQueueFull      atomic.Uint64 // handshake datagram or message dropped: a handshake queue was full
 	DropFragment       atomic.Uint64 // fragment inconsistent, over limits or expired
+	DropHopLimit       atomic.Uint64 // forwarded packet whose hop limit ran out (a loop or a long path)
+	RouteRejected      atomic.Uint64 // routing message refused (forged, replayed, malformed, rate-limited)
 
 	HSBadMAC           atomic.Uint64 // handshake message with a bad mac1
 	HSDecrypt          atomic.Uint64 // handshake message that does not authenticate (tampered or not for us)

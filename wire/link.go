@@ -7,17 +7,22 @@ import "fmt"
 //
 //   - an IPv4 or IPv6 packet for the receiver (first byte 0x4_ or 0x6_);
 //   - nothing: a keepalive;
-//   - a link message, whose first byte is one of the Link* types below (all
-//     under 0x40, so never confused with an IP packet).
+//   - a link message, whose first byte is under 0x40 (so never confused with
+//     an IP packet):
+//     0x01 LinkForward: ForwardHeader + a complete end-to-end datagram for another node;
+//     0x03 LinkFragment: a Fragment (type 5 layout) of a link message too large for one packet;
+//     0x10–0x1F: routing protocol messages (package route);
+//     0x20–0x2F: link monitoring probes and replies (package linkmon).
 //
 // Only an authenticated neighbour can put anything on a link, so a relay knows
 // who handed it every packet it forwards.
 const (
-	LinkForward    = 0x01 // ForwardHeader + a complete end-to-end datagram for another node
-	LinkRoute      = 0x02 // a routing protocol message
-	LinkFragment   = 0x03 // a Fragment (type 5 layout) of a link message too large for one packet
-	LinkProbe      = 0x04 // link monitoring probe
-	LinkProbeReply = 0x05 // its answer
+	LinkForward  = 0x01
+	LinkFragment = 0x03
+	LinkRouteMin = 0x10
+	LinkRouteMax = 0x1f
+	LinkMonMin   = 0x20
+	LinkMonMax   = 0x2f
 )
 
 // ForwardHeaderSize is the size of the forwarding header:
