@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Metric function parameters (docs/routing.md §5).
+// Metric function parameters (docs/routing.md §6).
 const (
 	// HopCost is added to every link's RTT, in µs: each relay costs work and
 	// is one more thing that can fail, so among near-equal paths the one with
