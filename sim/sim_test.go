@@ -171,3 +171,35 @@ func TestVerifyCacheIsExact(t *testing.T) {
 		t.Fatalf("unknown origin: %v", err)
 	}
 }
+
+// TestRefreshAndAging runs with a 2 s refresh (6 s max age): refreshes do not
+// disturb converged tables, and a crashed node's advert ages out everywhere.
+func TestRefreshAndAging(t *testing.T) {
+	fs, _ := ParseFailures("node:3@5s")
+	var lsdb []int
+	o := Options{Nodes: 30, Topology: "random", Seed: 5, Failures: fs, Duration: 20 * time.Second, Refresh: 2 * time.Second}
+	o.check = func(s *sim, p *Phase) {
+		if p.Event != "start" {
+			for i := range s.nodes {
+				if s.nodes[i].alive {
+					lsdb = append(lsdb, s.nodes[i].r.Stats().LSDBSize)
+				}
+			}
+		}
+	}
+	r, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Converged() {
+		t.Fatalf("not converged:\n%s", r)
+	}
+	for _, n := range lsdb {
+		if n != 29 {
+			t.Fatalf("a live router holds %d adverts at the end, want 29 (the dead node's aged out)", n)
+		}
+	}
+	if r.Signed < 30*8 {
+		t.Fatalf("only %d adverts signed in 20 s with a 2 s refresh", r.Signed)
+	}
+}
