@@ -42,7 +42,7 @@ type Config struct {
 	Now func() time.Time
 
 	MinOriginateInterval time.Duration // link changes coalesced into one advert per interval [100ms]
-	RefreshInterval      time.Duration // re-originate an unchanged advert [5m]
+	RefreshInterval      time.Duration // re-originate an unchanged advert [30m]
 	MaxAge               time.Duration // drop an advert not refreshed for this long [3×RefreshInterval]
 	SyncInterval         time.Duration // database summary to each neighbour [60s]
 	RxmtInterval         time.Duration // retransmit an unacknowledged advert [1s]
@@ -76,7 +76,7 @@ func (c *Config) defaults() {
 		}
 	}
 	def(&c.MinOriginateInterval, 100*time.Millisecond)
-	def(&c.RefreshInterval, 5*time.Minute)
+	def(&c.RefreshInterval, 30*time.Minute)
 	def(&c.MaxAge, 3*c.RefreshInterval)
 	def(&c.SyncInterval, 60*time.Second)
 	def(&c.RxmtInterval, time.Second)
