@@ -172,8 +172,11 @@ func (n *Node) initiate(p *Peer, now time.Time) {
 	ep, hasEP := p.Endpoint()
 	direct := hasEP && !p.linkDown.Load()
 	routed := n.nextHop(p.id, identity.NodeID{}) != nil
-	if direct && routed && p.attempts%2 == 1 {
+	switch {
+	case direct && routed && p.attempts%2 == 1:
 		direct = false
+	case !direct && !routed:
+		direct = hasEP // a link judged dead is still better than no attempt
 	}
 	if !direct && !routed {
 		return

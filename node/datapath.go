@@ -250,11 +250,7 @@ func (n *Node) openBatch(in *inbound, k int, now time.Time) {
 			p.setEndpoint(m.Addr) // roaming: an authenticated packet says where the peer is
 			n.onLink(in, p, m, pt, now)
 		case wire.TypeFragment, wire.TypeInitiation, wire.TypeResponse, wire.TypeCookieReply:
-			select {
-			case n.front <- inboundMsg{data: append([]byte(nil), b...), src: m.Addr}:
-			default:
-				n.stats.DropQueueFull.Add(1)
-			}
+			n.enqueueFront(inboundMsg{data: append([]byte(nil), b...), src: m.Addr})
 		default:
 			n.stats.DropMalformed.Add(1)
 		}
@@ -384,11 +380,7 @@ func (n *Node) onForward(in *inbound, from *Peer, m *transport.Message, pt []byt
 				in.tunBufs = append(in.tunBufs, m.Buf[base:offset+wire.ForwardHeaderSize+wire.DataHeaderSize+len(ipt)])
 			}
 		default: // handshake fragment or cookie reply, end to end
-			select {
-			case n.front <- inboundMsg{data: append([]byte(nil), inner...), src: meshAddr(from.id), from: from.id, forwarded: true}:
-			default:
-				n.stats.DropQueueFull.Add(1)
-			}
+			n.enqueueFront(inboundMsg{data: append([]byte(nil), inner...), src: meshAddr(from.id), from: from.id, forwarded: true})
 		}
 		return
 	}

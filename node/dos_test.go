@@ -14,10 +14,11 @@ import (
 	"github.com/x0tta6bl4/x0t/wire"
 )
 
-// TestCookiesUnderLoad floods a node with initiations that carry a valid mac1
-// but no cookie. Once its handshake work backs up, the node answers them with
-// cookie replies instead of doing public-key work, while a genuine peer that
-// restarts during the flood answers the cookie and gets its session.
+// TestCookiesUnderLoad floods a node, from 16 source addresses (one address
+// alone only fills its own share of the queue), with initiations that carry a
+// valid mac1 but no cookie. Once its handshake work backs up, the node answers
+// them with cookie replies instead of doing public-key work, while a genuine
+// peer that restarts during the flood answers the cookie and gets its session.
 func TestCookiesUnderLoad(t *testing.T) {
 	m, err := lab.New("test", nil)
 	if err != nil {
@@ -44,7 +45,11 @@ func TestCookiesUnderLoad(t *testing.T) {
 
 	trust, _ := identity.NewTrust(m.CA, time.Now())
 	key, cert, _ := m.Issue("flooder", 30, time.Now(), time.Hour)
-	r := newRawPeer(t, a, key, cert, trust)
+	var flooders []*rawPeer
+	for range 16 {
+		flooders = append(flooders, newRawPeer(t, a, key, cert, trust))
+	}
+	r := flooders[0]
 	flood := r.initiation(1).Message
 
 	var cookieReplies atomic.Int64
@@ -62,27 +67,31 @@ func TestCookiesUnderLoad(t *testing.T) {
 			var id [4]byte
 			rand.Read(id[:])
 			frags, _ := wire.Fragments(flood, binary.LittleEndian.Uint32(id[:]))
+			src := flooders[int(id[0])%len(flooders)]
 			for _, f := range frags {
-				r.conn.WriteToUDPAddrPort(f, a.Conn.LocalAddr())
+				src.conn.WriteToUDPAddrPort(f, a.Conn.LocalAddr())
 			}
 		}
 	}()
-	go func() { // count the cookie replies that come back to the flooder
-		defer wg.Done()
-		buf := make([]byte, 2048)
-		for {
-			r.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			n, _, err := r.conn.ReadFromUDPAddrPort(buf)
-			select {
-			case <-stop:
-				return
-			default:
+	wg.Add(len(flooders) - 1)
+	for _, f := range flooders { // count the cookie replies that come back
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 2048)
+			for {
+				f.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				n, _, err := f.conn.ReadFromUDPAddrPort(buf)
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err == nil && wire.PacketType(buf[:n]) == wire.TypeCookieReply {
+					cookieReplies.Add(1)
+				}
 			}
-			if err == nil && wire.PacketType(buf[:n]) == wire.TypeCookieReply {
-				cookieReplies.Add(1)
-			}
-		}
-	}()
+		}()
+	}
 
 	deadline := time.Now().Add(10 * time.Second)
 	for counter(a, "CookiesSent") == 0 {

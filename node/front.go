@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/x0tta6bl4/x0t/transport"
@@ -22,6 +23,55 @@ const (
 	ratePerSecond = 20
 	rateBurst     = 5
 )
+
+// perSourceQueued bounds the handshake datagrams from one source address that
+// may wait in the front queue (eight initiations' worth of fragments): one
+// flooding address can not crowd the queue out for everyone else.
+const perSourceQueued = 64
+
+// sourceQuota counts queued datagrams per source, in hashed buckets: the
+// inbound loop takes a slot, the front stage gives it back.
+type sourceQuota struct {
+	buckets [256]atomic.Int32
+}
+
+func (q *sourceQuota) bucket(src netip.AddrPort) *atomic.Int32 {
+	a := src.Addr().As16()
+	h := uint32(2166136261)
+	for _, b := range a {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	h = (h ^ uint32(src.Port())) * 16777619
+	return &q.buckets[h%uint32(len(q.buckets))]
+}
+
+// take reserves a slot for a datagram from src, or reports that src has
+// enough queued already.
+func (q *sourceQuota) take(src netip.AddrPort) bool {
+	b := q.bucket(src)
+	if b.Add(1) > perSourceQueued {
+		b.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (q *sourceQuota) give(src netip.AddrPort) { q.bucket(src).Add(-1) }
+
+// enqueueFront hands a handshake datagram to the front stage, within the
+// source's quota and the queue's capacity.
+func (n *Node) enqueueFront(m inboundMsg) {
+	if !n.quota.take(m.src) {
+		n.stats.DropQueueFull.Add(1)
+		return
+	}
+	select {
+	case n.front <- m:
+	default:
+		n.quota.give(m.src)
+		n.stats.DropQueueFull.Add(1)
+	}
+}
 
 // underLoad reports whether handshake work arrives faster than it is done.
 func (n *Node) underLoad() bool { return len(n.work) >= workQueueLen/8 }
@@ -75,6 +125,7 @@ func (n *Node) frontLoop() error {
 			ra.Expire(n.now())
 			n.stats.DropFragment.Add(ra.Dropped - before)
 		case m := <-n.front:
+			n.quota.give(m.src)
 			n.frontMsg(ra, rl, m)
 		}
 	}

@@ -33,11 +33,16 @@ const meshTickInterval = 10 * time.Millisecond
 // monitoring has a verdict: traffic goes direct meanwhile.
 const freshLinkGrace = 500 * time.Millisecond
 
+// stallThreshold is a gap between mesh ticks that means the control loop was
+// starved rather than idle.
+const stallThreshold = 5 * meshTickInterval
+
 type meshState struct {
-	router *route.Router
-	table  atomic.Pointer[route.Table]
-	links  map[identity.NodeID]*monitor
-	frags  map[identity.NodeID]*wire.Reassembler
+	lastTick time.Time
+	router   *route.Router
+	table    atomic.Pointer[route.Table]
+	links    map[identity.NodeID]*monitor
+	frags    map[identity.NodeID]*wire.Reassembler
 }
 
 // monitor is the link state kept for one neighbour.
@@ -88,6 +93,12 @@ func (n *Node) verifyAdvert(origin identity.NodeID, label string, msg, sig []byt
 func (n *Node) meshTick(now time.Time) {
 	peers := n.peers.Load()
 	r := n.mesh.router
+	// If this loop itself was not scheduled for a while (an overloaded
+	// machine), silence on the links says nothing about them: replies may be
+	// waiting unread in the socket. Count this tick as hearing from everyone
+	// rather than declaring healthy links dead.
+	stalled := !n.mesh.lastTick.IsZero() && now.Sub(n.mesh.lastTick) > stallThreshold
+	n.mesh.lastTick = now
 	for id, m := range n.mesh.links {
 		if p := peers.byID[id]; p == nil {
 			if m.up {
@@ -112,7 +123,7 @@ func (n *Node) meshTick(now time.Time) {
 			m = &monitor{link: linkmon.New(linkmon.Config{Seed: seed}), since: now}
 			n.mesh.links[id] = m
 		}
-		if last := p.lastRecv.Load(); last > m.heard {
+		if last := p.lastRecv.Load(); last > m.heard || stalled {
 			m.heard = last
 			m.link.Heard()
 		}

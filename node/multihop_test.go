@@ -75,7 +75,7 @@ func waitRoute(t *testing.T, from, to *lab.Node, within time.Duration) node.Rout
 func TestLineThroughRelay(t *testing.T) {
 	_, nodes := topology(t, false, []string{"alpha", "beta", "gamma"}, [][2]int{{0, 1}, {1, 2}})
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	r := waitRoute(t, a, c, 5*time.Second)
+	r := waitRoute(t, a, c, 15*time.Second)
 	if r.Next != "beta" || r.Hops != 2 {
 		t.Fatalf("route alpha->gamma: %+v", r)
 	}
@@ -120,7 +120,7 @@ func TestDiamondFailover(t *testing.T) {
 	for _, n := range nodes {
 		byName[n.Name] = n
 	}
-	r := waitRoute(t, a, d, 5*time.Second)
+	r := waitRoute(t, a, d, 15*time.Second)
 	if r.Alt == "" {
 		// The alternate appears once both links have metrics; give it a moment.
 		time.Sleep(500 * time.Millisecond)

@@ -75,6 +75,7 @@ type Node struct {
 	index   *indexTable
 
 	front   chan inboundMsg // handshake datagrams from the inbound loop
+	quota   sourceQuota     // per-source share of front
 	work    chan inboundMsg // admitted handshake messages for the control loop
 	kicks   chan *Peer
 	unknown chan netip.AddrPort
