@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 
@@ -11,8 +12,9 @@ import (
 // between two of them in both directions, as a pulled cable would.
 
 type cutSet struct {
-	mu  sync.RWMutex
-	cut map[[2]netip.AddrPort]bool
+	mu   sync.RWMutex
+	cut  map[[2]netip.AddrPort]bool
+	loss map[[2]netip.AddrPort]float64
 }
 
 func pair(a, b netip.AddrPort) [2]netip.AddrPort {
@@ -22,14 +24,31 @@ func pair(a, b netip.AddrPort) [2]netip.AddrPort {
 	return [2]netip.AddrPort{a, b}
 }
 
+// isCut reports whether a datagram between a and b is dropped: the link is
+// cut, or it is lossy and this datagram is one of the lost.
 func (c *cutSet) isCut(a, b netip.AddrPort) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.cut[pair(a, b)]
+	k := pair(a, b)
+	if c.cut[k] {
+		return true
+	}
+	p := c.loss[k]
+	return p > 0 && rand.Float64() < p
 }
 
 // EnableCuts makes links between nodes started from now on cuttable.
-func (m *Mesh) EnableCuts() { m.cuts = &cutSet{cut: map[[2]netip.AddrPort]bool{}} }
+func (m *Mesh) EnableCuts() {
+	m.cuts = &cutSet{cut: map[[2]netip.AddrPort]bool{}, loss: map[[2]netip.AddrPort]float64{}}
+}
+
+// SetLoss makes the link between two nodes drop each datagram with
+// probability p (0 restores it).
+func (m *Mesh) SetLoss(a, b *Node, p float64) {
+	m.cuts.mu.Lock()
+	defer m.cuts.mu.Unlock()
+	m.cuts.loss[pair(a.Conn.LocalAddr(), b.Conn.LocalAddr())] = p
+}
 
 // Cut severs the link between two nodes (both directions).
 func (m *Mesh) Cut(a, b *Node) { m.setCut(a, b, true) }

@@ -18,6 +18,8 @@ func (n *Node) controlLoop() error {
 	defer ticker.Stop()
 	meshTicker := time.NewTicker(meshTickInterval)
 	defer meshTicker.Stop()
+	healTicker := time.NewTicker(healInterval)
+	defer healTicker.Stop()
 	lastUnknownKick := map[netip.AddrPort]time.Time{}
 	var lastFlowSweep time.Time
 
@@ -40,6 +42,8 @@ func (n *Node) controlLoop() error {
 			n.handleLinkMsg(lm)
 		case <-meshTicker.C:
 			n.meshTick(time.Now())
+		case <-healTicker.C:
+			n.healTick(time.Now()) // heal watches the network: real time
 		case p := <-n.kicks:
 			p.kicked.Store(false)
 			if n.peers.Load().byID[p.id] == p { // not removed meanwhile
@@ -122,6 +126,7 @@ func (n *Node) timers(p *Peer, now time.Time) {
 	if p.pending != nil {
 		wait := min(retransmitBase<<min(p.attempts-1, 4), retransmitMax)
 		if now.Sub(p.pendingSentAt) >= wait {
+			p.faults.handshakeFailures.Add(1)
 			n.dropPending(p)
 			n.initiate(p, now)
 		}

@@ -288,6 +288,11 @@ func (n *Node) openSession(in *inbound, b []byte, now time.Time) (*Peer, []byte,
 	pt, err := e.kp.Open(b, counter, now)
 	if err != nil {
 		n.stats.countOpenError(err)
+		if errors.Is(err, session.ErrReplay) {
+			e.peer.faults.replays.Add(1)
+		} else {
+			e.peer.faults.badAEAD.Add(1)
+		}
 		return e.peer, nil, false
 	}
 	p := e.peer

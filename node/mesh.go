@@ -54,6 +54,7 @@ type monitor struct {
 	everUp    bool
 	metricAt  time.Time
 	advertise uint32
+	avoided   bool // the MAPE-K loop took the link out of routing
 }
 
 // Link monitoring and routing run on the real clock, not Config.Now: they
@@ -137,7 +138,9 @@ func (n *Node) meshTick(now time.Time) {
 				m.up, m.everUp = true, true
 				m.advertise = linkMetric(m.link)
 				m.metricAt = now
-				r.LinkUp(id, m.advertise)
+				if !m.avoided {
+					r.LinkUp(id, m.advertise)
+				}
 				n.stats.LinkUps.Add(1)
 				n.log.Info("link up", "peer", p.Name(), "rtt", m.link.SRTT())
 			case linkmon.Down:
@@ -153,7 +156,7 @@ func (n *Node) meshTick(now time.Time) {
 		if p.linkDown.Load() != down {
 			p.linkDown.Store(down)
 		}
-		if m.up && now.Sub(m.metricAt) >= time.Second {
+		if m.up && !m.avoided && now.Sub(m.metricAt) >= time.Second {
 			m.metricAt = now
 			if metric := linkMetric(m.link); metric != m.advertise {
 				m.advertise = metric
@@ -187,6 +190,14 @@ func (n *Node) flushRouter(now time.Time) {
 	}
 	for _, ev := range r.Events() {
 		n.stats.RouteRejected.Add(1)
+		if p := peers.byID[ev.Neighbour]; p != nil {
+			switch ev.Kind {
+			case route.EventForged, route.EventMalformed:
+				p.faults.forged.Add(1)
+			case route.EventFlood:
+				p.faults.flooded.Add(1)
+			}
+		}
 		n.log.Warn("routing: neighbour misbehaves", "event", ev.Kind.String(), "peer", ev.Neighbour.Short())
 	}
 	if t := r.Table(); t != n.mesh.table.Load() {

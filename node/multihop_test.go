@@ -3,9 +3,12 @@ package node_test
 import (
 	"context"
 	"crypto/sha256"
+	"log/slog"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/x0tta6bl4/x0t/heal"
 	"github.com/x0tta6bl4/x0t/lab"
 	"github.com/x0tta6bl4/x0t/node"
 )
@@ -14,7 +17,11 @@ import (
 // known but reached only through the mesh.
 func topology(t *testing.T, cuts bool, names []string, links [][2]int) (*lab.Mesh, []*lab.Node) {
 	t.Helper()
-	m, err := lab.New("test", nil)
+	var logger *slog.Logger
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	m, err := lab.New("test", logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,4 +176,83 @@ func TestDiamondFailover(t *testing.T) {
 		m.Mend(a, relay)
 		time.Sleep(time.Second) // the link comes back (probes, then the router)
 	}
+}
+
+// TestSelfHealingAvoidsLossyLink: the link in use starts losing 15% of its
+// packets each way. The MAPE-K loop sees it (health degraded, with the reason), takes the
+// link out of routing, traffic moves to the other path, and the incident and
+// the action that worked are on record.
+func TestSelfHealingAvoidsLossyLink(t *testing.T) {
+	m, nodes := topology(t, true, []string{"alpha", "beta", "gamma", "delta"}, [][2]int{{0, 1}, {0, 2}, {1, 3}, {2, 3}})
+	a, d := nodes[0], nodes[3]
+	byName := map[string]*lab.Node{}
+	for _, n := range nodes {
+		byName[n.Name] = n
+	}
+	relay := byName[waitRoute(t, a, d, 15*time.Second).Next]
+	time.Sleep(3 * time.Second) // some healthy history for the baselines
+	m.SetLoss(a, relay, 0.15)
+	deadline := time.Now().Add(30 * time.Second)
+	for waitRoute(t, a, d, time.Second).Next == relay.Name {
+		if time.Now().After(deadline) {
+			t.Fatalf("route still via the lossy link to %s; health %+v", relay.Name, a.Node.Health(5).Health)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The routing metric (which counts loss) may move traffic first; the
+	// MAPE-K loop must see the incident and act on the link as well.
+	var snap heal.Snapshot
+	for {
+		snap = a.Node.Health(10)
+		if rerouted(snap, relay) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reroute on record: health %+v, incidents %+v", snap.Health, snap.Incidents)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("health %s: %v", snap.Health.State, snap.Health.Reasons)
+	// The lossy link recovers: the loop restores it and traffic moves back.
+	m.SetLoss(a, relay, 0)
+	deadline = time.Now().Add(60 * time.Second)
+	for waitRoute(t, a, d, time.Second).Next != relay.Name {
+		if time.Now().After(deadline) {
+			t.Fatalf("route did not come back to %s: %+v", relay.Name, a.Node.Health(5))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// and the incident closes once the link has stayed healthy for a while.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		open := false
+		for _, inc := range a.Node.Health(10).Incidents {
+			open = open || (inc.Subject == relay.Node.ID().String() && inc.Open)
+		}
+		if !open {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("incident still open long after recovery: %+v", a.Node.Health(10).Incidents)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if a.Node.Health(10).Health.State != heal.Healthy {
+		t.Fatalf("not healthy after recovery: %+v", a.Node.Health(10).Health)
+	}
+}
+
+// rerouted reports whether an incident about the link to relay has a reroute.
+func rerouted(snap heal.Snapshot, relay *lab.Node) bool {
+	for _, inc := range snap.Incidents {
+		if inc.Subject != relay.Node.ID().String() {
+			continue
+		}
+		for _, act := range inc.Actions {
+			if act.Action.Type == heal.ActReroute {
+				return true
+			}
+		}
+	}
+	return false
 }

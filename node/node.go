@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/x0tta6bl4/x0t/handshake"
+	"github.com/x0tta6bl4/x0t/heal"
 	"github.com/x0tta6bl4/x0t/identity"
 	"github.com/x0tta6bl4/x0t/overlay"
 	"github.com/x0tta6bl4/x0t/transport"
@@ -85,6 +86,8 @@ type Node struct {
 	ops      chan func() // run by the control loop: changes to peers and policy
 	mesh     meshState
 	linkMsgs chan linkMsg
+	healer   *heal.Loop
+	names    atomic.Value // map[string]string: peer ID → name, for heal's reasons
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -151,6 +154,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.fw.flows = newConntrack()
 	n.initMesh()
+	n.initHeal()
 	if n.suite == 0 {
 		n.suite = defaultSuite()
 	}

@@ -58,6 +58,7 @@ type Peer struct {
 
 	rxBytes, txBytes     atomic.Uint64
 	rxPackets, txPackets atomic.Uint64
+	faults               peerFaults // for the MAPE-K loop
 }
 
 func newPeer(n *Node, cert *identity.Certificate, endpoints []netip.AddrPort) *Peer {
