@@ -22,16 +22,18 @@ const MaxFileSize = 16 << 20
 
 // Node is a static node configuration.
 type Node struct {
-	Listen    string   `yaml:"listen"`    // UDP underlay address, e.g. 192.0.2.1:4242
-	CA        string   `yaml:"ca"`        // CA certificate file
-	Cert      string   `yaml:"cert"`      // node certificate file
-	Key       string   `yaml:"key"`       // node key file
-	TUN       string   `yaml:"tun"`       // kernel TUN name (default x0t0)
-	Netstack  bool     `yaml:"netstack"`  // userspace gVisor netstack instead of a TUN
-	MTU       int      `yaml:"mtu"`       // overlay MTU (default 1420)
-	Keepalive Duration `yaml:"keepalive"` // persistent keepalive interval (default 25s, 0 keeps the default, negative disables)
-	LogLevel  string   `yaml:"log_level"` // debug, info, warn, error
-	Peers     []Peer   `yaml:"peers"`
+	Listen      string   `yaml:"listen"`       // UDP underlay address, e.g. 192.0.2.1:4242
+	CA          string   `yaml:"ca"`           // CA certificate file
+	Cert        string   `yaml:"cert"`         // node certificate file
+	Key         string   `yaml:"key"`          // node key file
+	TUN         string   `yaml:"tun"`          // kernel TUN name (default x0t0)
+	Netstack    bool     `yaml:"netstack"`     // userspace gVisor netstack instead of a TUN
+	MTU         int      `yaml:"mtu"`          // overlay MTU (default 1420)
+	Keepalive   Duration `yaml:"keepalive"`    // persistent keepalive interval (default 25s, 0 keeps the default, negative disables)
+	LogLevel    string   `yaml:"log_level"`    // debug, info, warn, error
+	Socket      string   `yaml:"socket"`       // local API socket (default /run/x0t/x0t.sock)
+	SocketGroup string   `yaml:"socket_group"` // group allowed to use the local API (default: root only)
+	Peers       []Peer   `yaml:"peers"`
 
 	// ListenAddr is Listen parsed.
 	ListenAddr netip.AddrPort `yaml:"-"`

@@ -6,6 +6,7 @@ package e2e
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // x0tBin is the binary under test, built once by TestMain.
@@ -24,7 +26,14 @@ var x0tBin string
 func TestMain(m *testing.M) {
 	// The test binary doubles as a small traffic tool run inside namespaces.
 	if role := os.Getenv("X0T_E2E_HELPER"); role != "" {
-		if err := helper(role, os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]); err != nil {
+		var err error
+		switch role {
+		case "probe-send", "probe-recv":
+			err = probeHelper(role, os.Args[len(os.Args)-2], os.Args[len(os.Args)-1])
+		default:
+			err = helper(role, os.Args[len(os.Args)-2], os.Args[len(os.Args)-1])
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)
 			os.Exit(1)
 		}
@@ -117,4 +126,54 @@ func mustX0t(t *testing.T, args ...string) string {
 		t.Fatalf("x0t %v: %v\n%s", args, err, out)
 	}
 	return string(out)
+}
+
+// probeHelper is the failover probe stream:
+//
+//	probe-send ADDR DURATION: send a numbered UDP datagram every 5 ms to ADDR
+//	probe-recv ADDR DURATION: receive them; print one line per datagram,
+//	"<seq> <arrival unix nanoseconds>", so the test can find the gaps
+func probeHelper(role, addr, dur string) error {
+	d, err := time.ParseDuration(dur)
+	if err != nil {
+		return err
+	}
+	switch role {
+	case "probe-send":
+		conn, err := net.Dial("udp", addr)
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 64)
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		end := time.Now().Add(d)
+		for seq := uint64(0); time.Now().Before(end); seq++ {
+			binary.BigEndian.PutUint64(buf, seq)
+			conn.Write(buf) // errors (no route yet) are gaps, which is what we measure
+			<-t.C
+		}
+		return nil
+	default:
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return err
+		}
+		fmt.Println("listening")
+		w := bufio.NewWriter(os.Stdout)
+		defer w.Flush()
+		buf := make([]byte, 64)
+		end := time.Now().Add(d)
+		for time.Now().Before(end) {
+			pc.SetReadDeadline(end)
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			if n >= 8 {
+				fmt.Fprintf(w, "%d %d\n", binary.BigEndian.Uint64(buf), time.Now().UnixNano())
+			}
+		}
+		return nil
+	}
 }

@@ -26,6 +26,7 @@ func main() {
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(caCmd(), certCmd(), nodeCmd(&g), demoCmd(&g), simCmd())
+	root.AddCommand(localCommands()...)
 	root.AddCommand(adminCommands(&g)...)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "x0t:", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/x0tta6bl4/x0t/agent"
 	"github.com/x0tta6bl4/x0t/config"
 	"github.com/x0tta6bl4/x0t/controlclient"
+	"github.com/x0tta6bl4/x0t/localapi"
 	"github.com/x0tta6bl4/x0t/node"
 )
 
@@ -32,6 +33,8 @@ type nodeFlags struct {
 	listen      string
 	endpoints   []string
 	mtu         int
+	socket      string
+	socketGroup string
 }
 
 func nodeCmd(g *globalFlags) *cobra.Command {
@@ -73,6 +76,8 @@ Control plane: x0t node up --control URL --token TOKEN --state DIR [--name NAME]
 	fl.StringVar(&f.listen, "listen", "0.0.0.0:4242", "UDP underlay address (control plane mode)")
 	fl.StringSliceVar(&f.endpoints, "endpoint", nil, "address peers should use to reach this node (default: this host's addresses)")
 	fl.IntVar(&f.mtu, "mtu", 0, "overlay MTU (default 1420)")
+	fl.StringVar(&f.socket, "socket", "", "local API socket (default /run/x0t/x0t.sock; config key socket)")
+	fl.StringVar(&f.socketGroup, "socket-group", "", "group allowed to use the local API (default: root only)")
 	n.AddCommand(up)
 	return n
 }
@@ -95,6 +100,11 @@ func runStatic(ctx context.Context, g *globalFlags, f *nodeFlags) error {
 	if err != nil {
 		return err
 	}
+	info := func() localapi.Status {
+		return localapi.Status{Name: s.Cert.Name, ID: s.Cert.ID().String(), Mesh: s.Cert.Mesh, Addrs: prefixStrings(s.Cert.Addrs),
+			Listen: s.Conn.LocalAddr().String(), Suite: node.SuiteName(s.Node.Suite())}
+	}
+	defer startLocalAPI(firstOf(f.socket, c.Socket), firstOf(f.socketGroup, c.SocketGroup), s.Node, info, log)()
 	err = s.Run(ctx)
 	log.Info("node stopped")
 	return err
@@ -171,10 +181,23 @@ func runEnrolled(ctx context.Context, g *globalFlags, f *nodeFlags, cmd *cobra.C
 		return err
 	}
 	log.Info("joined mesh", "mesh", st.CA.Mesh, "node", st.Cert.Name, "addrs", st.Cert.Addrs)
+	info := func() localapi.Status {
+		return localapi.Status{Name: st.Name, ID: st.NodeID, Mesh: st.CA.Mesh, Addrs: prefixStrings(st.Cert.Addrs),
+			Listen: opt.Listen.String(), Suite: node.SuiteName(a.Node().Suite())}
+	}
+	defer startLocalAPI(f.socket, f.socketGroup, a.Node(), info, log)()
 	err = a.Run(ctx)
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	log.Info("node stopped")
 	return err
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr().String()
+	}
+	return out
 }
