@@ -172,7 +172,7 @@ func startProbes(t *testing.T, env *netns.Env, from, to *meshNode, port int, dur
 	if !sc.Scan() || sc.Text() != "listening" {
 		t.Fatal("probe receiver did not start")
 	}
-	sc2 := to.ns.Command(context.Background(), self, "probe-send", target, dur.String())
+	sc2 := from.ns.Command(context.Background(), self, "probe-send", target, dur.String())
 	sc2.Env = append(os.Environ(), "X0T_E2E_HELPER=probe-send")
 	send := env.StartCmd(from.ns, "probe-send", sc2)
 	return &probeStream{recv: recv, send: send, out: sc}
@@ -194,11 +194,12 @@ func (p *probeStream) gaps(t *testing.T, cuts []time.Time) []time.Duration {
 	}
 	p.recv.Wait()
 	if os.Getenv("X0T_DEBUG_PROBES") != "" {
-		for _, at := range arrivals {
-			if d := at.Sub(cuts[0]); d > -50*time.Millisecond && d < 400*time.Millisecond {
-				t.Logf("arrival %+v", d)
+		for j := 1; j < len(arrivals); j++ {
+			if g := arrivals[j].Sub(arrivals[j-1]); g > 8*time.Millisecond {
+				t.Logf("gap of %v ending at cut%+v", g, arrivals[j].Sub(cuts[0]))
 			}
 		}
+		t.Logf("arrivals from cut%+v to cut%+v", arrivals[0].Sub(cuts[0]), arrivals[len(arrivals)-1].Sub(cuts[0]))
 	}
 	out := make([]time.Duration, len(cuts))
 	for i, cut := range cuts {
@@ -256,7 +257,13 @@ func TestMeshDiamondFailover(t *testing.T) {
 		cut := time.Now()
 		env.SetLinkDown(a.ns, dev)
 		if os.Getenv("X0T_DEBUG_PROBES") != "" {
-			time.Sleep(500 * time.Millisecond)
+			for range 8 {
+				time.Sleep(500 * time.Millisecond)
+				for _, n := range []string{"alpha", "delta"} {
+					out, _ := byName[n].ns.Run(ctx, x0tBin, "routes", "--socket", byName[n].socket)
+					t.Logf("%s routes at cut+%v:\n%s", n, time.Since(cut).Round(time.Millisecond), out)
+				}
+			}
 			for _, r := range []string{"beta", "gamma"} {
 				out, _ := byName[r].ns.Run(ctx, x0tBin, "status", "--json", "--socket", byName[r].socket)
 				var st localapi.Status
@@ -267,6 +274,14 @@ func TestMeshDiamondFailover(t *testing.T) {
 			t.Logf("alpha routes after cut:\n%s", out)
 			out, _ = a.ns.Run(ctx, "ip", "route")
 			t.Logf("alpha ip route:\n%s", out)
+			for _, n := range []string{"alpha", "beta", "delta"} {
+				for _, line := range strings.Split(byName[n].proc.Output(), "\n") {
+					if !strings.Contains(line, "handshake") && line != "" {
+						t.Logf("%s: %s", n, line)
+					}
+				}
+			}
+			t.Logf("cut at %s", cut.Format("15:04:05.000"))
 		}
 		took := <-done
 		gap := probes.gaps(t, []time.Time{cut})[0]

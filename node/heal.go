@@ -9,6 +9,7 @@ import (
 
 	"github.com/x0tta6bl4/x0t/heal"
 	"github.com/x0tta6bl4/x0t/identity"
+	"github.com/x0tta6bl4/x0t/route"
 )
 
 // The node's MAPE-K loop (package heal) runs once a second on the control
@@ -103,8 +104,15 @@ func (e healExecutor) peer(id string) (*Peer, error) {
 	return p, nil
 }
 
-// Reroute takes the direct link to the peer out of routing here (both scopes:
-// a node can only decide what it sends through its own links). Link monitoring
+// avoidFactor is how much more a link costs while the MAPE-K loop avoids it:
+// enough that any other path wins, while the link stays in the graph as a last
+// resort, so avoiding it can never cut the mesh in two (a bulk transfer that
+// fills a queue raises a link's RTT; taking the link out entirely would then
+// partition a mesh whose only path it is).
+const avoidFactor = 64
+
+// Reroute makes the direct link to the peer a last resort here (both scopes:
+// a node decides only what it sends through its own links). Link monitoring
 // keeps probing it, so heal sees when it recovers. A link that is already down
 // is left alone: routing avoids it anyway, and it must be free to carry traffic
 // again the moment it comes back.
@@ -118,26 +126,26 @@ func (e healExecutor) Reroute(peer string, _ heal.Scope) error {
 		return nil
 	}
 	m.avoided = true
-	if m.up {
-		e.n.mesh.router.LinkDown(p.id)
-	}
+	m.advertise = min(linkMetric(m.link)*avoidFactor, route.MaxMetric)
+	e.n.mesh.router.SetMetric(p.id, m.advertise)
 	e.n.flushRouter(e.n.now())
 	return nil
 }
 
-// Restore gives an avoided link back to routing.
+// Restore gives an avoided link its measured cost back.
 func (e healExecutor) Restore(peer string, _ heal.Scope) error {
 	p, err := e.peer(peer)
 	if err != nil {
 		return err
 	}
 	m := e.n.mesh.links[p.id]
-	if m == nil {
+	if m == nil || !m.avoided {
 		return nil
 	}
 	m.avoided = false
 	if m.up {
-		e.n.mesh.router.LinkUp(p.id, m.advertise)
+		m.advertise = linkMetric(m.link)
+		e.n.mesh.router.SetMetric(p.id, m.advertise)
 	}
 	e.n.flushRouter(e.n.now())
 	return nil

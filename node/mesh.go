@@ -54,7 +54,7 @@ type monitor struct {
 	everUp    bool
 	metricAt  time.Time
 	advertise uint32
-	avoided   bool // the MAPE-K loop took the link out of routing
+	avoided   bool // the MAPE-K loop made the link a last resort
 }
 
 // Link monitoring and routing run on the real clock, not Config.Now: they
@@ -137,10 +137,11 @@ func (n *Node) meshTick(now time.Time) {
 			case linkmon.Up:
 				m.up, m.everUp = true, true
 				m.advertise = linkMetric(m.link)
-				m.metricAt = now
-				if !m.avoided {
-					r.LinkUp(id, m.advertise)
+				if m.avoided {
+					m.advertise = min(m.advertise*avoidFactor, route.MaxMetric)
 				}
+				m.metricAt = now
+				r.LinkUp(id, m.advertise)
 				n.stats.LinkUps.Add(1)
 				n.log.Info("link up", "peer", p.Name(), "rtt", m.link.SRTT())
 			case linkmon.Down:
