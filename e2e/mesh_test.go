@@ -203,11 +203,12 @@ func (p *probeStream) gaps(t *testing.T, cuts []time.Time) []time.Duration {
 	}
 	out := make([]time.Duration, len(cuts))
 	for i, cut := range cuts {
-		// The longest silence in the two seconds after the cut, counting from
-		// the last arrival before it; no arrival at all after the cut counts
-		// as silence to the end of that window.
+		// The longest silence between arrivals in the two seconds after the
+		// cut, counting from the last arrival before it. The stream's own end
+		// is not a silence; no arrival at all after the cut is (until the end).
 		end := cut.Add(2 * time.Second)
 		last := cut
+		after := false
 		for _, at := range arrivals {
 			if at.Before(cut) {
 				last = at
@@ -217,11 +218,9 @@ func (p *probeStream) gaps(t *testing.T, cuts []time.Time) []time.Duration {
 				break
 			}
 			out[i] = max(out[i], at.Sub(last))
-			last = at
+			last, after = at, true
 		}
-		out[i] = max(out[i], end.Sub(last))
-		if out[i] == end.Sub(last) && last.Before(end.Add(-100*time.Millisecond)) {
-			// silence until the end of the window: report it as such
+		if !after {
 			out[i] = end.Sub(last)
 		}
 	}
@@ -240,12 +239,12 @@ func TestMeshDiamondFailover(t *testing.T) {
 	ctx := context.Background()
 
 	for round := range 2 {
-		via := a.waitRoute(t, "delta", 5*time.Second)
-		dev := a.devs[via]
+		a.waitRoute(t, "delta", 5*time.Second)
 		probes := startProbes(t, env, a, d, 7000+round, 6*time.Second)
 		done := make(chan time.Duration, 1)
 		go func() { done <- transfer(t, env, a.ns, d.ns, d.v4, 256<<20) }()
-		time.Sleep(300 * time.Millisecond)
+		via := activeRelay(t, byName, 300*time.Millisecond)
+		dev := a.devs[via]
 		if os.Getenv("X0T_DEBUG_PROBES") != "" {
 			for _, r := range []string{"beta", "gamma"} {
 				out, _ := byName[r].ns.Run(ctx, x0tBin, "status", "--json", "--socket", byName[r].socket)
@@ -316,10 +315,12 @@ func TestFailoverFigures(t *testing.T) {
 	a, d := byName["alpha"], byName["delta"]
 	var all []time.Duration
 	for i := range n {
-		via := a.waitRoute(t, "delta", 10*time.Second)
-		dev := a.devs[via]
+		a.waitRoute(t, "delta", 10*time.Second)
 		probes := startProbes(t, env, a, d, 7100+i, 3*time.Second)
 		time.Sleep(time.Second)
+		// The path in use is the relay that is forwarding the probes now.
+		via := activeRelay(t, byName, 300*time.Millisecond)
+		dev := a.devs[via]
 		cut := time.Now()
 		env.SetLinkDown(a.ns, dev)
 		gap := probes.gaps(t, []time.Time{cut})[0]
@@ -334,4 +335,33 @@ func TestFailoverFigures(t *testing.T) {
 		med = (all[len(all)/2-1] + all[len(all)/2]) / 2
 	}
 	fmt.Printf("FAILOVER cuts=%d median_ms=%d max_ms=%d\n", n, med.Milliseconds(), all[len(all)-1].Milliseconds())
+}
+
+// activeRelay returns which of beta and gamma forwards more packets over the
+// next interval: the one carrying alpha's traffic to delta.
+func activeRelay(t *testing.T, byName map[string]*meshNode, interval time.Duration) string {
+	t.Helper()
+	ctx := context.Background()
+	count := func() map[string]uint64 {
+		c := map[string]uint64{}
+		for _, r := range []string{"beta", "gamma"} {
+			out, err := byName[r].ns.Run(ctx, x0tBin, "status", "--json", "--socket", byName[r].socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st localapi.Status
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatal(err)
+			}
+			c[r] = st.Counters["Forwarded"]
+		}
+		return c
+	}
+	before := count()
+	time.Sleep(interval)
+	after := count()
+	if after["beta"]-before["beta"] >= after["gamma"]-before["gamma"] {
+		return "beta"
+	}
+	return "gamma"
 }
