@@ -444,9 +444,22 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 	t := time.NewTicker(a.opt.HeartbeatInterval)
 	defer t.Stop()
 	for {
-		hb := &api.Heartbeat{Endpoints: endpoints(a.opt), Health: "healthy", Uptime: int64(time.Since(a.start).Seconds())}
+		snap := a.node.Health(10)
+		hb := &api.Heartbeat{Endpoints: endpoints(a.opt), Health: string(snap.Health.State), Reasons: snap.Health.Reasons,
+			Uptime: int64(time.Since(a.start).Seconds())}
 		for _, p := range a.node.Peers() {
 			hb.Peers = append(hb.Peers, api.PeerTelemetry{ID: p.ID, RxBytes: p.RxBytes, TxBytes: p.TxBytes, LastHandshake: p.LastHandshake})
+		}
+		for _, l := range a.node.Links() {
+			for i := range hb.Peers {
+				if hb.Peers[i].ID == l.ID {
+					hb.Peers[i].RTTMillis, hb.Peers[i].Loss = float64(l.RTT)/1e6, l.Loss
+				}
+			}
+		}
+		// The MAPE-K loop's incidents go to the control plane with every heartbeat.
+		for _, inc := range snap.Incidents {
+			hb.Incidents = append(hb.Incidents, api.IncidentReport(inc.Brief()))
 		}
 		if err := a.c.Heartbeat(ctx, hb); err != nil && ctx.Err() == nil {
 			a.opt.Logger.Debug("heartbeat failed", "err", err)

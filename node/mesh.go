@@ -324,6 +324,7 @@ func (n *Node) Routes() []RouteInfo {
 // LinkInfo describes the link to one neighbour.
 type LinkInfo struct {
 	Peer   string        `json:"peer"`
+	ID     string        `json:"id"`
 	State  string        `json:"state"`
 	RTT    time.Duration `json:"rtt_ns"`
 	Loss   float64       `json:"loss"`
@@ -340,7 +341,7 @@ func (n *Node) Links() []LinkInfo {
 			if p == nil {
 				continue
 			}
-			out = append(out, LinkInfo{Peer: p.Name(), State: m.link.State().String(), RTT: m.link.SRTT(),
+			out = append(out, LinkInfo{Peer: p.Name(), ID: id.String(), State: m.link.State().String(), RTT: m.link.SRTT(),
 				Loss: m.link.Loss(), Metric: m.advertise})
 		}
 	})
