@@ -329,7 +329,10 @@ func (n *Node) onLink(in *inbound, p *Peer, m *transport.Message, pt []byte, now
 		select {
 		case n.linkMsgs <- linkMsg{from: p, data: append([]byte(nil), pt...)}:
 		default:
+			// The routing queue overflows: someone sends far more link
+			// messages than any honest neighbour; charge the sender.
 			n.stats.DropQueueFull.Add(1)
+			p.faults.flooded.Add(1)
 		}
 	default:
 		n.stats.DropMalformed.Add(1)

@@ -2,6 +2,7 @@ package node
 
 import (
 	"crypto/rand"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -271,6 +272,9 @@ func (n *Node) handleLinkMsg(lm linkMsg) {
 	case msg[0] >= wire.LinkRouteMin && msg[0] <= wire.LinkRouteMax:
 		if err := n.mesh.router.Receive(p.id, msg); err != nil {
 			n.stats.RouteRejected.Add(1)
+			if errors.Is(err, route.ErrRateLimited) {
+				p.faults.flooded.Add(1)
+			}
 			n.log.Debug("routing message refused", "peer", p.Name(), "err", err)
 		}
 		n.flushRouter(n.now())
