@@ -2,8 +2,8 @@ package node
 
 import (
 	"crypto/rand"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync/atomic"
