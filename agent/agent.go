@@ -49,6 +49,10 @@ type Options struct {
 	Logger    *slog.Logger
 	Progress  io.Writer // where waiting for approval is shown (nil: nowhere)
 
+	// WrapConn, if set, wraps the underlay socket (tests and the demo use it
+	// to cut links).
+	WrapConn func(transport.Conn) transport.Conn
+
 	PollInterval      time.Duration // approval polling (default 2 s)
 	HeartbeatInterval time.Duration // default 10 s
 }
@@ -267,7 +271,11 @@ func New(st *State, c Client, opt Options) (*Agent, error) {
 		return nil, err
 	}
 	a.opt.Listen = a.conn.LocalAddr() // the bound port, for heartbeats
-	a.node, err = node.New(node.Config{Key: st.Key, Cert: st.Cert, Trust: trust, Device: dev, Conn: a.conn,
+	var conn transport.Conn = a.conn
+	if opt.WrapConn != nil {
+		conn = opt.WrapConn(conn)
+	}
+	a.node, err = node.New(node.Config{Key: st.Key, Cert: st.Cert, Trust: trust, Device: dev, Conn: conn,
 		Keepalive: 25 * time.Second, Logger: opt.Logger})
 	if err != nil {
 		a.close()
@@ -277,6 +285,9 @@ func New(st *State, c Client, opt Options) (*Agent, error) {
 	a.node.SetRules(&policyNone)
 	return a, nil
 }
+
+// Conn returns the underlay socket.
+func (a *Agent) Conn() *transport.UDPConn { return a.conn }
 
 // Node returns the running node.
 func (a *Agent) Node() *node.Node { return a.node }

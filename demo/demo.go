@@ -159,6 +159,8 @@ func run(ctx context.Context, w io.Writer, opt Options) error {
 			float64(len(got))*8/elapsed.Seconds()/1e9)
 	}
 
+	healing(ctx, w, cp, nodes[0], nodes[1], fail)
+
 	fmt.Fprintln(w, "Counters")
 	var hs, tx, rx, drops uint64
 	for _, n := range nodes {
@@ -203,4 +205,59 @@ func rttSummary(rtts []time.Duration) string {
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	return fmt.Sprintf("%.2f/%.2f/%.2f ms", ms(rtts[0]), ms(sum/time.Duration(len(rtts))), ms(rtts[len(rtts)-1]))
+}
+
+// healing cuts the direct link between a and b while a sends b an echo every
+// 10 ms, and shows the traffic move through the mesh and back.
+func healing(ctx context.Context, w io.Writer, cp *lab.ControlPlane, a, b *lab.Node, fail func(error)) {
+	fmt.Fprintf(w, "Self-healing: cut the direct link %s - %s while %s sends %s an echo every 10 ms\n", a.Name, b.Name, a.Name, b.Name)
+	route := func() string {
+		for _, r := range a.Node.Routes() {
+			if r.Dest == b.Name {
+				if r.Direct {
+					return "direct"
+				}
+				return fmt.Sprintf("via %s (%d hops)", r.Next, r.Hops)
+			}
+		}
+		return "no route"
+	}
+	fmt.Fprintf(w, "  before: %s -> %s %s\n", a.Name, b.Name, route())
+	start := time.Now()
+	cutAt := start.Add(500 * time.Millisecond)
+	var cut bool
+	var lastOK, worst time.Duration
+	for seq := 1; time.Since(start) < 2500*time.Millisecond; seq++ {
+		if !cut && time.Now().After(cutAt) {
+			cp.Cut(a, b)
+			cut = true
+		}
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := a.Ping(pctx, b, false, seq)
+		cancel()
+		now := time.Since(start)
+		if err == nil {
+			if cut {
+				worst = max(worst, now-lastOK)
+			}
+			lastOK = now
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	after := route()
+	fmt.Fprintf(w, "  after the cut: %s -> %s %s; longest silence %v\n", a.Name, b.Name, after, worst.Round(time.Millisecond))
+	switch {
+	case time.Since(start)-lastOK > 300*time.Millisecond:
+		fail(fmt.Errorf("self-healing: no traffic %s -> %s after the cut", a.Name, b.Name))
+	case worst > time.Second:
+		fail(fmt.Errorf("self-healing: traffic stopped for %v", worst))
+	case after == "direct" || after == "no route":
+		fail(fmt.Errorf("self-healing: %s -> %s did not move to another path (%s)", a.Name, b.Name, after))
+	}
+	cp.Mend(a, b)
+	deadline := time.Now().Add(5 * time.Second)
+	for route() != "direct" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	fmt.Fprintf(w, "  link mended: %s -> %s %s\n\n", a.Name, b.Name, route())
 }

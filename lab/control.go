@@ -15,6 +15,7 @@ import (
 	"github.com/x0tta6bl4/x0t/control"
 	"github.com/x0tta6bl4/x0t/control/apitypes"
 	"github.com/x0tta6bl4/x0t/controlclient"
+	"github.com/x0tta6bl4/x0t/transport"
 )
 
 // ControlPlane is a real control plane (TLS, SQLite, the full API) running
@@ -29,6 +30,7 @@ type ControlPlane struct {
 	logger      *slog.Logger
 	cancel      context.CancelFunc
 	done        chan error
+	cuts        *cutSet
 }
 
 // StartControlPlane starts a control plane whose data lives in dir.
@@ -48,7 +50,8 @@ func StartControlPlane(ctx context.Context, dir string, logger *slog.Logger) (*C
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	cp := &ControlPlane{Server: srv, URL: "https://" + ln.Addr().String(), Fingerprint: srv.CertFingerprint(),
-		dir: dir, logger: logger, cancel: cancel, done: make(chan error, 1)}
+		dir: dir, logger: logger, cancel: cancel, done: make(chan error, 1),
+		cuts: &cutSet{cut: map[[2]netip.AddrPort]bool{}, loss: map[[2]netip.AddrPort]float64{}}}
 	go func() { cp.done <- srv.Serve(ctx, ln) }()
 	key, err := os.ReadFile(filepath.Join(data, "admin.key"))
 	if err != nil {
@@ -98,6 +101,9 @@ func (cp *ControlPlane) Join(ctx context.Context, token, name string) (*Node, er
 	nc := client.Node(st.Key)
 	opt := agent.Options{Token: token, Netstack: true, Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: cp.logger,
 		HeartbeatInterval: time.Second}
+	opt.WrapConn = func(c transport.Conn) transport.Conn {
+		return &cutConn{Conn: c, self: c.LocalAddr(), cuts: cp.cuts}
+	}
 	if err := agent.Enroll(ctx, nc, st, opt); err != nil {
 		return nil, err
 	}
@@ -105,7 +111,7 @@ func (cp *ControlPlane) Join(ctx context.Context, token, name string) (*Node, er
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Name: name, Key: st.Key, Cert: st.Cert, Stack: a.Netstack(), Node: a.Node(), Agent: a}
+	n := &Node{Name: name, Key: st.Key, Cert: st.Cert, Stack: a.Netstack(), Node: a.Node(), Agent: a, Conn: a.Conn()}
 	if err := n.serveEcho(); err != nil {
 		return nil, err
 	}
@@ -115,6 +121,12 @@ func (cp *ControlPlane) Join(ctx context.Context, token, name string) (*Node, er
 	go func() { n.done <- a.Run(runCtx) }()
 	return n, nil
 }
+
+// Cut severs the direct link between two nodes that joined this control plane.
+func (cp *ControlPlane) Cut(a, b *Node) { cp.cuts.set(a, b, true) }
+
+// Mend restores a cut link.
+func (cp *ControlPlane) Mend(a, b *Node) { cp.cuts.set(a, b, false) }
 
 // WaitPeers waits until the node has sessions up with n peers.
 func (n *Node) WaitPeers(ctx context.Context, want int) error {

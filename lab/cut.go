@@ -56,14 +56,16 @@ func (m *Mesh) Cut(a, b *Node) { m.setCut(a, b, true) }
 // Mend restores a cut link.
 func (m *Mesh) Mend(a, b *Node) { m.setCut(a, b, false) }
 
-func (m *Mesh) setCut(a, b *Node, cut bool) {
-	m.cuts.mu.Lock()
-	defer m.cuts.mu.Unlock()
+func (m *Mesh) setCut(a, b *Node, cut bool) { m.cuts.set(a, b, cut) }
+
+func (c *cutSet) set(a, b *Node, cut bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	k := pair(a.Conn.LocalAddr(), b.Conn.LocalAddr())
 	if cut {
-		m.cuts.cut[k] = true
+		c.cut[k] = true
 	} else {
-		delete(m.cuts.cut, k)
+		delete(c.cut, k)
 	}
 }
 
