@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -47,7 +46,12 @@ type Options struct {
 	Listen    netip.AddrPort // UDP underlay address
 	Endpoints []string       // addresses peers should use; default: this host's addresses with Listen's port
 	Logger    *slog.Logger
-	Progress  io.Writer // where waiting for approval is shown (nil: nowhere)
+	// Progress, if set, is called when the node starts waiting for an
+	// administrator's approval, with a description of the wait; the
+	// function it returns is called once when the wait ends (nil error:
+	// approved). The CLI shows a spinner with it on a terminal; the agent
+	// itself only logs, so it stays free of terminal handling.
+	Progress func(what string) (end func(error))
 
 	// WrapConn, if set, wraps the underlay socket (tests and the demo use it
 	// to cut links).
@@ -96,32 +100,37 @@ func Enroll(ctx context.Context, c Client, st *State, opt Options) error {
 	} else if resp, err = c.Status(ctx); err != nil {
 		return fmt.Errorf("agent: status: %w", err)
 	}
+	var endWait func(error) // set while a wait is shown
 	waited := false
+	result := func(err error) error {
+		if endWait != nil {
+			endWait(err)
+		}
+		return err
+	}
 	for {
 		if err := st.absorb(resp); err != nil {
-			return err
+			return result(err)
 		}
 		switch resp.Status {
 		case api.StatusApproved:
-			if waited && opt.Progress != nil {
-				fmt.Fprintln(opt.Progress, " approved")
+			if waited {
+				opt.Logger.Info("approved", "node", st.Name, "id", st.NodeID)
 			}
-			return nil
+			return result(nil)
 		case api.StatusRevoked:
-			return ErrRevoked
+			return result(ErrRevoked)
 		}
 		if !waited {
 			opt.Logger.Info("waiting for an administrator to approve this node", "node", st.Name, "id", st.NodeID)
 			if opt.Progress != nil {
-				fmt.Fprintf(opt.Progress, "waiting for approval of node %s (%s)", st.Name, st.NodeID[:8])
+				endWait = opt.Progress(fmt.Sprintf("waiting for approval of node %s (%s)", st.Name, st.NodeID[:8]))
 			}
 			waited = true
-		} else if opt.Progress != nil {
-			fmt.Fprint(opt.Progress, ".")
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return result(ctx.Err())
 		case <-time.After(opt.PollInterval):
 		}
 		if resp, err = c.Status(ctx); err != nil {

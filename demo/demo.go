@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/x0tta6bl4/x0t/internal/progress"
 	"github.com/x0tta6bl4/x0t/lab"
 	"github.com/x0tta6bl4/x0t/node"
 	"github.com/x0tta6bl4/x0t/session"
@@ -22,6 +23,10 @@ type Options struct {
 	Nodes     int // at least 3
 	Pings     int // echo requests per pair and family
 	HTTPBytes int // size of the HTTP transfer
+
+	// Progress shows the phases with a spinner (x0t demo passes one that
+	// draws only on a terminal); nil shows nothing.
+	Progress *progress.Reporter
 
 	// sabotage, in tests, breaks something once the mesh is up, to check
 	// that the demo then reports failure.
@@ -36,6 +41,8 @@ var names = []string{"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"
 // Run runs the demo, writing its report to w. It returns an error when any step
 // it reports failed.
 func Run(ctx context.Context, w io.Writer, opt Options) error {
+	// The report and the spinner may share a terminal: keep their lines apart.
+	w = opt.Progress.Wrap(w)
 	err := run(ctx, w, opt)
 	if err != nil && !errors.Is(err, errReported) {
 		fmt.Fprintf(w, "demo FAILED: %v\n", err)
@@ -58,12 +65,15 @@ func run(ctx context.Context, w io.Writer, opt Options) error {
 	defer os.RemoveAll(dir)
 
 	fmt.Fprintf(w, "x0tta6bl4 demo: a control plane and %d nodes in one process (gVisor netstack devices, UDP and HTTPS on 127.0.0.1)\n\n", opt.Nodes)
+	ph := opt.Progress.Start("starting the control plane")
 	cp, err := lab.StartControlPlane(ctx, dir, nil)
 	if err != nil {
+		ph.Fail()
 		return fmt.Errorf("demo: control plane: %w", err)
 	}
 	defer cp.Close()
 	token, err := cp.NewMesh(ctx, "demo")
+	ph.End(err)
 	if err != nil {
 		return fmt.Errorf("demo: mesh: %w", err)
 	}
@@ -75,21 +85,29 @@ func run(ctx context.Context, w io.Writer, opt Options) error {
 			n.Stop()
 		}
 	}()
+	ph = opt.Progress.Start("enrolling %d nodes (keys, join token, signed netmap)", opt.Nodes)
 	for i := range opt.Nodes {
+		ph.Update("enrolling node %d of %d: %s (keys, join token, signed netmap)", i+1, opt.Nodes, names[i])
 		n, err := cp.Join(ctx, token, names[i])
 		if err != nil {
+			ph.Fail()
 			return fmt.Errorf("demo: enroll %s: %w", names[i], err)
 		}
 		nodes = append(nodes, n)
 	}
+	ph.Update("enrolled %d nodes", opt.Nodes)
+	ph.Done()
+	ph = opt.Progress.Start("hybrid post-quantum handshakes between %d nodes", len(nodes))
 	for _, n := range nodes {
 		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		err := n.WaitPeers(wctx, len(nodes)-1)
 		cancel()
 		if err != nil {
+			ph.Fail()
 			return err
 		}
 	}
+	ph.Done()
 	fmt.Fprintf(w, "  %d nodes generated their keys, enrolled with a join token and follow a netmap signed by the mesh CA\n\n", len(nodes))
 	if opt.sabotage != nil {
 		opt.sabotage(nodes)
@@ -113,11 +131,13 @@ func run(ctx context.Context, w io.Writer, opt Options) error {
 	}
 
 	fmt.Fprintf(w, "Ping over the overlay (%d UDP echo round trips per pair and family)\n", opt.Pings)
+	ph, failed := opt.Progress.Start("pinging"), len(failures)
 	for _, a := range nodes {
 		for _, b := range nodes {
 			if a == b {
 				continue
 			}
+			ph.Update("pinging %s -> %s", a.Name, b.Name)
 			line := fmt.Sprintf("  %-8s -> %-8s", a.Name, b.Name)
 			for _, v6 := range []bool{false, true} {
 				rtts, err := ping(ctx, a, b, v6, opt.Pings)
@@ -135,6 +155,8 @@ func run(ctx context.Context, w io.Writer, opt Options) error {
 			fmt.Fprintln(w, line)
 		}
 	}
+	ph.Update("pinging every pair")
+	endPhase(ph, len(failures) > failed)
 	fmt.Fprintln(w)
 
 	src, dst := nodes[len(nodes)-1], nodes[0]
@@ -145,10 +167,12 @@ func run(ctx context.Context, w io.Writer, opt Options) error {
 	}
 	defer stop()
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ph = opt.Progress.Start("HTTP transfer of %d MiB", opt.HTTPBytes>>20)
 	t0 := time.Now()
 	got, err := dst.Get(tctx, src, false)
 	elapsed := time.Since(t0)
 	cancel()
+	ph.End(err)
 	switch {
 	case err != nil:
 		fail(fmt.Errorf("HTTP GET: %w", err))
@@ -159,7 +183,10 @@ func run(ctx context.Context, w io.Writer, opt Options) error {
 			float64(len(got))*8/elapsed.Seconds()/1e9)
 	}
 
+	ph = opt.Progress.Start("self-healing: link %s - %s cut under an echo stream", nodes[0].Name, nodes[1].Name)
+	failed = len(failures)
 	healing(ctx, w, cp, nodes[0], nodes[1], fail)
+	endPhase(ph, len(failures) > failed)
 
 	fmt.Fprintln(w, "Counters")
 	var hs, tx, rx, drops uint64
@@ -181,6 +208,15 @@ func run(ctx context.Context, w io.Writer, opt Options) error {
 	}
 	fmt.Fprintf(w, "demo OK in %v\n", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// endPhase ends a progress phase as failed if the step reported a failure.
+func endPhase(ph *progress.Phase, failed bool) {
+	if failed {
+		ph.Fail()
+		return
+	}
+	ph.Done()
 }
 
 func ping(ctx context.Context, a, b *lab.Node, v6 bool, count int) ([]time.Duration, error) {

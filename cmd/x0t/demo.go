@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/x0tta6bl4/x0t/demo"
+	"github.com/x0tta6bl4/x0t/internal/progress"
 )
 
 func demoCmd(g *globalFlags) *cobra.Command {
@@ -22,6 +23,9 @@ func demoCmd(g *globalFlags) *cobra.Command {
 			defer stop()
 			ctx, cancel := context.WithTimeout(ctx, 55*time.Second)
 			defer cancel()
+			// Phases with a spinner on stderr when it is a terminal; the
+			// report on stdout is the same either way.
+			opt.Progress = progress.New(cmd.ErrOrStderr())
 			return demo.Run(ctx, cmd.OutOrStdout(), opt)
 		},
 	}

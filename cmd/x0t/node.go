@@ -11,11 +11,11 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/x0tta6bl4/x0t/agent"
 	"github.com/x0tta6bl4/x0t/config"
 	"github.com/x0tta6bl4/x0t/controlclient"
+	"github.com/x0tta6bl4/x0t/internal/progress"
 	"github.com/x0tta6bl4/x0t/localapi"
 	"github.com/x0tta6bl4/x0t/node"
 )
@@ -169,9 +169,9 @@ func runEnrolled(ctx context.Context, g *globalFlags, f *nodeFlags, cmd *cobra.C
 		Token: firstOf(f.token, os.Getenv("X0T_TOKEN")), Name: st.Name, TUN: f.tun, Netstack: f.netstack,
 		MTU: f.mtu, Listen: listen, Endpoints: f.endpoints, Logger: log,
 	}
-	// Progress dots only on a terminal; logs say the same in pipes.
-	if term.IsTerminal(int(os.Stderr.Fd())) {
-		opt.Progress = cmd.ErrOrStderr()
+	// A spinner only on a terminal; the log says the same in pipes.
+	if rep := progress.New(cmd.ErrOrStderr()); rep.Enabled() {
+		opt.Progress = func(what string) func(error) { return rep.Start("%s", what).End }
 	}
 	if err := agent.Enroll(ctx, nc, st, opt); err != nil {
 		return err

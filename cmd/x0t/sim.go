@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/x0tta6bl4/x0t/internal/progress"
 	"github.com/x0tta6bl4/x0t/sim"
 )
 
@@ -32,7 +33,11 @@ Failures: link:A-B@T[-T2]  node:N@T[-T2]  random:K@T[-T2]  randnode:K@T[-T2]
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
+			// A spinner with the elapsed time on a terminal: a large mesh
+			// takes minutes before the report appears. Quiet in pipes.
+			ph := progress.New(cmd.ErrOrStderr()).Start("simulating %d nodes (%s topology, seed %d)", o.Nodes, o.Topology, o.Seed)
 			r, err := sim.Run(ctx, o)
+			ph.End(err)
 			if err != nil {
 				return err
 			}
