@@ -145,6 +145,12 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 	var bytes uint64
 	for i := range k {
 		size := o.sizes[i]
+		if size > n.mtu {
+			// Only a device that ignores its MTU hands us this; the buffer
+			// has no room to seal it.
+			n.stats.DropMalformed.Add(1)
+			continue
+		}
 		pkt := o.bufs[i][headroom : headroom+size]
 		dst, ok := overlay.ParseDst(pkt)
 		if !ok {

@@ -118,7 +118,8 @@ func (p *Peer) setEndpoint(ap netip.AddrPort) {
 	if cur := p.endpoint.Load(); cur != nil && *cur == ap {
 		return
 	}
-	p.endpoint.Store(&ap)
+	ep := ap // a copy declared here: taking &ap would move ap to the heap on every call
+	p.endpoint.Store(&ep)
 }
 
 // owns reports whether addr is one of the peer's overlay addresses: a peer may
