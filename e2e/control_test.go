@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/x0tta6bl4/x0t/e2e/netns"
+	"github.com/x0tta6bl4/x0t/internal/testutil"
 )
 
 // lan puts namespaces on one Ethernet segment: a bridge in a hub namespace with
@@ -91,7 +92,8 @@ func TestControlPlaneMesh(t *testing.T) {
 
 	dir := t.TempDir()
 	data := filepath.Join(dir, "cp")
-	server := env.Start(cp, x0tBin, "control", "serve", "--listen", "10.99.0.10:8443", "--data", data)
+	// Debug logs: the run's logs are scanned for secrets at the end.
+	server := env.Start(cp, x0tBin, "--log-level", "debug", "control", "serve", "--listen", "10.99.0.10:8443", "--data", data)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := netns.Poll(ctx, 50*time.Millisecond, func() error {
@@ -126,7 +128,7 @@ func TestControlPlaneMesh(t *testing.T) {
 	json.Unmarshal([]byte(admin.must("token", "create", "--mesh", "e2e", "--json")), &manual)
 
 	startNode := func(ns *netns.NS, name, token string) *netns.Proc {
-		cmd := ns.Command(context.Background(), x0tBin, "node", "up", "--control", url, "--token", token,
+		cmd := ns.Command(context.Background(), x0tBin, "--log-level", "debug", "node", "up", "--control", url, "--token", token,
 			"--state", filepath.Join(dir, name), "--name", name, "--listen", "0.0.0.0:4242")
 		cmd.Env = append(os.Environ(), tlsEnv)
 		return env.StartCmd(ns, name, cmd)
@@ -266,6 +268,17 @@ func TestControlPlaneMesh(t *testing.T) {
 	if err := server.Stop(10 * time.Second); err != nil {
 		t.Errorf("control plane exit after SIGTERM: %v", err)
 	}
+
+	t.Run("no secret in any log", func(t *testing.T) {
+		s := testutil.NewSecrets()
+		s.String("auto-approve join token", tok.Token, shownToken)
+		s.String("manual join token", manual.Token, shownToken)
+		controlPlaneSecrets(t, s, data)
+		for name := range procs {
+			nodeSecrets(t, s, name, filepath.Join(dir, name))
+		}
+		assertNoSecretsInLogs(t, env, s)
+	})
 }
 
 // tryConnect runs a sink on dst:port and a source in src with a short
