@@ -48,6 +48,7 @@ func (s *Server) routes() http.Handler {
 		"nodeSignature": {Type: "apiKey", In: "header", Name: "Authorization",
 			Description: "X0T-Node id=<node id>,ts=<unix seconds>,sig=<base64url hybrid signature over method, path, time and body hash>."},
 	}
+	s.registerHealth(r) // before huma: probes carry no API key
 	hapi := humachi.New(r, cfg)
 	hapi.UseMiddleware(s.authMiddleware(hapi))
 
