@@ -473,7 +473,7 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 		for _, l := range a.node.Links() {
 			for i := range hb.Peers {
 				if hb.Peers[i].ID == l.ID {
-					hb.Peers[i].RTTMillis, hb.Peers[i].Loss = float64(l.RTT)/1e6, l.Loss
+					hb.Peers[i].RTTMillis, hb.Peers[i].Loss, hb.Peers[i].Link = float64(l.RTT)/1e6, l.Loss, l.State
 				}
 			}
 		}

@@ -105,6 +105,10 @@ type PeerTelemetry struct {
 	LastHandshake time.Time `json:"last_handshake,omitzero"`
 	RTTMillis     float64   `json:"rtt_ms,omitempty"`
 	Loss          float64   `json:"loss,omitempty"`
+	// Link is the direct link's state as the node's link monitor sees it:
+	// "up" or "down", empty when the link is not monitored (no session yet,
+	// or no endpoint). A cut link goes down within a few probe intervals.
+	Link string `json:"link,omitempty"`
 }
 
 // IncidentReport is one self-healing incident (filled by the healing loop).

@@ -12,6 +12,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humachi"
 	"github.com/go-chi/chi/v5"
 
+	"github.com/x0tta6bl4/x0t/dashboard"
 	"github.com/x0tta6bl4/x0t/store"
 )
 
@@ -59,6 +60,13 @@ func (s *Server) routes() http.Handler {
 	s.registerACL(hapi)
 	s.registerAudit(hapi)
 	s.registerNodeAPI(hapi)
+	s.registerTopology(hapi)
+
+	// The web dashboard: its page at / and its assets under /ui/; any
+	// other path stays the API's (a JSON problem when unknown).
+	dash := dashboard.Handler()
+	r.Get("/", dash.ServeHTTP)
+	r.Get(dashboard.Prefix+"*", dash.ServeHTTP)
 	return r
 }
 

@@ -19,7 +19,7 @@ var expectedRoles = map[string]string{
 	"list-meshes": "viewer", "create-mesh": "admin", "get-mesh": "viewer", "update-mesh": "admin", "delete-mesh": "admin",
 	"list-tokens": "member", "create-token": "member", "get-token": "member", "revoke-token": "member",
 	"list-nodes": "viewer", "get-node": "viewer", "update-node": "member", "approve-node": "admin", "revoke-node": "admin",
-	"delete-node": "admin", "get-node-telemetry": "viewer",
+	"delete-node": "admin", "get-node-telemetry": "viewer", "get-topology": "viewer",
 	"get-acl": "viewer", "set-acl": "admin", "validate-acl": "viewer", "test-acl": "viewer",
 	"list-audit": "admin", "verify-audit": "admin", "list-checkpoints": "admin", "create-checkpoint": "admin",
 	"get-checkpoint-key": "viewer",
