@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -407,6 +408,10 @@ func (n *Node) flushStaged(p *Peer, kp *session.Keypair, now time.Time) bool {
 		msgs = append(msgs, m)
 		p.txPackets.Add(1)
 		p.txBytes.Add(uint64(len(pkt)))
+		if errors.Is(err, errTooBig) {
+			n.stats.DropTooBig.Add(1) // the sender's retransmission gets its answer
+			continue
+		}
 		n.stats.TxBytes.Add(uint64(len(pkt)))
 	}
 	if len(msgs) == 0 {

@@ -72,6 +72,9 @@ func (n *Node) encap(p *Peer, buf []byte, plen int, now time.Time) (transport.Me
 	if vkp == nil || vep == nil || vkp.Expired(now) {
 		return transport.Message{}, errNoRoute
 	}
+	if plen > n.relayMTU(*vep) {
+		return transport.Message{}, errTooBig
+	}
 	l, err := kp.Seal(buf[e2eStart:], plen, now)
 	if err != nil {
 		return transport.Message{}, errNoSession
@@ -105,11 +108,14 @@ type outbound struct {
 	bufs  [][]byte
 	sizes []int
 	msgs  []transport.Message
+
+	ptb, ptbBufs [][]byte // an ICMP packet-too-big on its way to the device
 }
 
 func (n *Node) newOutbound() *outbound {
 	batch := n.cfg.Device.BatchSize()
-	o := &outbound{bufs: make([][]byte, batch), sizes: make([]int, batch), msgs: make([]transport.Message, 0, batch)}
+	o := &outbound{bufs: make([][]byte, batch), sizes: make([]int, batch), msgs: make([]transport.Message, 0, batch),
+		ptb: [][]byte{make([]byte, offset+overlay.PacketTooBigLen)}, ptbBufs: make([][]byte, 1)}
 	for i := range o.bufs {
 		o.bufs[i] = make([]byte, headroom+n.mtu+2*wire.TagSize)
 	}
@@ -143,6 +149,7 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 	peers := n.peers.Load()
 	o.msgs = o.msgs[:0]
 	var bytes uint64
+	toldTooBig := false
 	for i := range k {
 		size := o.sizes[i]
 		if size > n.mtu {
@@ -167,6 +174,13 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 		switch {
 		case errors.Is(err, errNoRoute):
 			n.stats.DropNoRoute.Add(1)
+			continue
+		case errors.Is(err, errTooBig):
+			n.stats.DropTooBig.Add(1)
+			if !toldTooBig { // one answer per batch: a burst is one event
+				n.packetTooBig(o, p, pkt)
+				toldTooBig = true
+			}
 			continue
 		case err != nil:
 			if !p.stage(pkt) {

@@ -25,7 +25,9 @@ import (
 // scripts/bench-throughput.sh).
 
 const (
-	dpPayload = overlay.DefaultMTU - 40 // TCP payload bytes: full-size IPv4 packets
+	// TCP payload bytes: the largest IPv4 packets that a relay carries whole
+	// over an IPv4 underlay (see pmtu.go).
+	dpPayload = DefaultUnderlayMTU - 28 - directOverhead - wrapOverhead - 40
 	dpBatch   = 32                      // packets per batch in the batch stages
 )
 
@@ -368,5 +370,55 @@ func BenchmarkDatapath(b *testing.B) {
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*s.packets), "ns/packet")
 			})
 		}
+	}
+}
+
+// TestRelayedPacketTooBig: a packet that fits the device but not a relayed
+// datagram is dropped, counted, and answered with an ICMP packet-too-big from
+// the relay's address carrying the relayed path's MTU; one that fits passes.
+func TestRelayedPacketTooBig(t *testing.T) {
+	m := newDPMesh(t, 3)
+	src := m.nodes[0]
+	o := src.newOutbound()
+	big := func(n int) []byte {
+		seg := make([]byte, n-20)
+		seg[12] = 5 << 4
+		return overlay.PacketIPv4(m.addr(0), m.addr(2), policy.ProtoTCP, seg)
+	}
+	limit := DefaultUnderlayMTU - 28 - directOverhead - wrapOverhead
+	for _, size := range []int{limit + 1, overlay.DefaultMTU} {
+		o.sizes[0] = copy(o.bufs[0][headroom:], big(size))
+		o.sizes[1] = copy(o.bufs[1][headroom:], big(size)) // the same burst: one answer
+		before := src.stats.DropTooBig.Load()
+		src.sealBatch(o, 2, m.now)
+		if got := src.stats.DropTooBig.Load() - before; got != 2 {
+			t.Fatalf("%d bytes: %d drops counted, want 2", size, got)
+		}
+		bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+		if _, err := m.devs[0].ReadWritten(bufs, sizes); err != nil {
+			t.Fatal(err)
+		}
+		msg := bufs[0][:sizes[0]]
+		if msg[9] != policy.ProtoICMP || msg[20] != 3 || msg[21] != 4 {
+			t.Fatalf("%d bytes: the device got %x, not an ICMP fragmentation-needed", size, msg[:24])
+		}
+		if netip.AddrFrom4([4]byte(msg[12:16])) != m.addr(1) || netip.AddrFrom4([4]byte(msg[16:20])) != m.addr(0) {
+			t.Fatalf("ICMP from %v to %v, want from the relay to the sender", msg[12:16], msg[16:20])
+		}
+		if mtu := int(msg[26])<<8 | int(msg[27]); mtu != limit {
+			t.Fatalf("advertised MTU %d, want %d", mtu, limit)
+		}
+	}
+	if q, w := m.devs[0].Queued(); q != 0 || w != 0 {
+		t.Fatalf("one answer per burst: %d more written", w)
+	}
+	if got := src.stats.PacketTooBigSent.Load(); got != 2 {
+		t.Fatalf("PacketTooBigSent = %d, want 2", got)
+	}
+	// A packet of exactly the limit goes through the relay.
+	o.sizes[0] = copy(o.bufs[0][headroom:], big(limit))
+	src.sealBatch(o, 1, m.now)
+	if err := m.receive(1, 1); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -60,6 +60,20 @@ func topology(t *testing.T, cuts bool, names []string, links [][2]int) (*lab.Mes
 	return m, nodes
 }
 
+// pingUntil pings from one node to another, each echo given half a second,
+// until one comes back or the time is up.
+func pingUntil(from, to *lab.Node, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for seq := 1; ; seq++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_, err := from.Ping(ctx, to, false, seq)
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
 // waitRoute waits until from has a route to to.
 func waitRoute(t *testing.T, from, to *lab.Node, within time.Duration) node.RouteInfo {
 	t.Helper()
@@ -86,15 +100,8 @@ func TestLineThroughRelay(t *testing.T) {
 	if r.Next != "beta" || r.Hops != 2 {
 		t.Fatalf("route alpha->gamma: %+v", r)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var err error
-	for range 50 { // the first echo waits for the end-to-end handshake through beta
-		if _, err = a.Ping(ctx, c, false, 1); err == nil {
-			break
-		}
-	}
-	if err != nil {
+	// The first echo waits for the end-to-end handshake through beta.
+	if err := pingUntil(a, c, 15*time.Second); err != nil {
 		t.Fatalf("alpha -> gamma through beta: %v", err)
 	}
 	blob, stop, err := c.ServeHTTP(2 << 20)
@@ -133,12 +140,8 @@ func TestDiamondFailover(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		r = waitRoute(t, a, d, time.Second)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for range 50 {
-		if _, err := a.Ping(ctx, d, false, 1); err == nil {
-			break
-		}
+	if err := pingUntil(a, d, 20*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	for round := range 2 {
 		r = waitRoute(t, a, d, time.Second)
@@ -153,7 +156,7 @@ func TestDiamondFailover(t *testing.T) {
 				m.Cut(a, relay)
 				cut = true
 			}
-			pctx, pcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			pctx, pcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			_, err := a.Ping(pctx, d, false, seq)
 			pcancel()
 			now := time.Since(start)

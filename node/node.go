@@ -12,6 +12,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -47,8 +48,11 @@ type Config struct {
 	Peers     []PeerConfig
 	Keepalive time.Duration // persistent keepalive interval; 0 disables
 	Suite     uint8         // transport AEAD; 0 picks AES-256-GCM where the CPU has AES, else ChaCha20-Poly1305
-	Logger    *slog.Logger
-	Now       func() time.Time // nil means time.Now
+	// UnderlayMTU is the largest IP packet the underlay carries whole
+	// (DefaultUnderlayMTU if 0); it bounds packets relayed through the mesh.
+	UnderlayMTU int
+	Logger      *slog.Logger
+	Now         func() time.Time // nil means time.Now
 }
 
 // Timing of the control loop.
@@ -70,6 +74,8 @@ type Node struct {
 	hs    *handshake.Handshaker
 	suite uint8
 	mtu   int
+
+	underlayMTU int
 
 	peersMu sync.Mutex
 	peers   atomic.Pointer[peerTable]
@@ -137,20 +143,21 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: device MTU: %w", err)
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      cfg.Logger.With("node", cfg.Cert.Name),
-		now:      cfg.Now,
-		hs:       hs,
-		suite:    cfg.Suite,
-		mtu:      mtu,
-		index:    newIndexTable(),
-		front:    make(chan inboundMsg, frontQueueLen),
-		work:     make(chan inboundMsg, workQueueLen),
-		kicks:    make(chan *Peer, 256),
-		unknown:  make(chan netip.AddrPort, 64),
-		closed:   make(chan struct{}),
-		ops:      make(chan func()),
-		linkMsgs: make(chan linkMsg, 1024),
+		cfg:         cfg,
+		log:         cfg.Logger.With("node", cfg.Cert.Name),
+		now:         cfg.Now,
+		hs:          hs,
+		suite:       cfg.Suite,
+		mtu:         mtu,
+		underlayMTU: cmp.Or(cfg.UnderlayMTU, DefaultUnderlayMTU),
+		index:       newIndexTable(),
+		front:       make(chan inboundMsg, frontQueueLen),
+		work:        make(chan inboundMsg, workQueueLen),
+		kicks:       make(chan *Peer, 256),
+		unknown:     make(chan netip.AddrPort, 64),
+		closed:      make(chan struct{}),
+		ops:         make(chan func()),
+		linkMsgs:    make(chan linkMsg, 1024),
 	}
 	n.fw.flows = newConntrack()
 	n.initMesh()

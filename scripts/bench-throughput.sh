@@ -1,29 +1,40 @@
 #!/usr/bin/env bash
 # scripts/bench-throughput.sh: iperf3 throughput and ping latency between two
 # network namespaces joined by a veth, over (a) the bare veth, (b) x0t with kernel
-# TUN, (c) wireguard-go; all measured in one run, interleaved.
+# TUN, (c) wireguard-go; all measured in one run, interleaved. And (d) x0t
+# relayed: a third namespace c hangs off b by a second veth, and a reaches c
+# through b (x0t a-b-c), compared with the direct a-b figure of the same run.
+# Last, the x0t nodes' heap allocations per packet on the wire during a TCP run.
 #
 # Usage: sudo scripts/bench-throughput.sh [--rounds N] [--duration S] [--only LIST] [--x0t PATH]
 #
 # Environment (flags win):
 #   ROUNDS=3        rounds; each round measures every cell once, variants alternating
 #   DURATION=5      seconds per iperf3 run (-t)
-#   ONLY=veth,x0t,wg   variants to run (e.g. ONLY=veth,wg while x0t does not build)
+#   ONLY=veth,x0t,relay,wg   variants to run (relay needs x0t)
 #   X0T=path        x0t binary (default: go build -o bin/x0t ./cmd/x0t)
 #   WG_GO=path      wireguard-go binary (default: wireguard-go on PATH, else
 #                   bin/wireguard-go, else go install golang.zx2c4.com/wireguard@latest into bin/)
 #   WG_MTU=1440     MTU of both tunnels, wireguard-go's and x0t's (see below)
 #   UDP_LEN=1400    UDP payload bytes (-l)
 #   PING_COUNT=200  echo requests per variant and round (5 ms apart)
+#   PROFILE=dir     also save 5 s CPU profiles of every x0t node during a
+#                   single-stream run, direct and relayed, as
+#                   dir/{x0t,relay}-{a,b,c}.pprof (needs curl)
 #
 # Cells: tcp1 = one TCP stream, tcp4 = four (-P 4), udp = UDP at full speed
 # (-u -b 0 -l UDP_LEN), all in Gbit/s as received; rtt = median ping RTT in µs.
-# Every cell is the median over the rounds. The last line is machine-readable:
+# Every cell is the median over the rounds. Machine-readable lines close the
+# report, the last one being
 #   RATIO x0t/wireguard-go tcp1=0.93 tcp4=1.02 udp=0.88 rtt=1.10
-# (rtt is a ratio of latencies: lower is better for x0t; NA where not measured).
+# (rtt is a ratio of latencies: lower is better for x0t; NA where not measured),
+# after
+#   RELAY x0t a-b-c/a-b tcp1=0.85 tcp4=0.90 udp=0.80
+#   LATENCY x0t-veth rtt_us=+45 (limit +100)
+#   ALLOCS x0t node-a mallocs/packet=0.001 node-b mallocs/packet=0.002
 #
 # Needs root, iproute2, iperf3, iputils-ping, procps; for wg also wireguard-tools
-# and Go (to build wireguard-go). Creates namespaces x0t-s<pid>-a/b and removes
+# and Go (to build wireguard-go). Creates namespaces x0t-s<pid>-a/b/c and removes
 # them, and every process it started, on exit.
 set -euo pipefail
 
@@ -35,7 +46,7 @@ usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
-ONLY=${ONLY:-veth,x0t,wg}
+ONLY=${ONLY:-veth,x0t,relay,wg}
 X0T=${X0T:-}
 WG_GO=${WG_GO:-}
 # wg-quick's default of 1420 leaves room for an IPv6 underlay (80 bytes of
@@ -47,6 +58,7 @@ WG_GO=${WG_GO:-}
 WG_MTU=${WG_MTU:-1440}
 UDP_LEN=${UDP_LEN:-1400}
 PING_COUNT=${PING_COUNT:-200}
+PROFILE=${PROFILE:-}
 
 while (($#)); do
 	case $1 in
@@ -63,12 +75,14 @@ for v in ROUNDS DURATION WG_MTU UDP_LEN PING_COUNT; do
 done
 ONLY=${ONLY//wireguard-go/wg}
 for v in ${ONLY//,/ }; do
-	[[ $v == veth || $v == x0t || $v == wg ]] || lib_die "ONLY: unknown variant '$v' (veth, x0t, wg)"
+	[[ $v == veth || $v == x0t || $v == relay || $v == wg ]] || lib_die "ONLY: unknown variant '$v' (veth, x0t, relay, wg)"
 done
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
+want relay && ! want x0t && lib_die "ONLY: relay needs x0t"
 
 lib_need_root
 lib_need_cmd ip iperf3 ping ps awk timeout
+[[ -n $PROFILE ]] && lib_need_cmd curl && mkdir -p "$PROFILE" && PROFILE=$(cd "$PROFILE" && pwd)
 want wg && lib_need_cmd wg
 
 # ---------------------------------------------------------------- binaries
@@ -111,15 +125,23 @@ lib_netns_add b
 NS_A=$(lib_ns_name a)
 NS_B=$(lib_ns_name b)
 lib_veth "$NS_A" 10.99.0.1/24 "$NS_B" 10.99.0.2/24
+SIDES=(a b)
+if want relay; then
+	lib_netns_add c
+	NS_C=$(lib_ns_name c)
+	lib_veth "$NS_B" 10.98.0.1/24 "$NS_C" 10.98.0.2/24 veth1 veth0
+	SIDES+=(c)
+fi
 
-declare -A ADDR=([veth]=10.99.0.2 [x0t]=100.64.0.2 [wg]=10.77.0.2)
-declare -A LABEL=([veth]=veth [x0t]=x0t [wg]=wireguard-go)
+declare -A ADDR=([veth]=10.99.0.2 [x0t]=100.64.0.2 [relay]=100.64.0.3 [wg]=10.77.0.2)
+declare -A LABEL=([veth]=veth [x0t]=x0t [relay]=x0t-relay [wg]=wireguard-go)
 declare -A MTU=([veth]=1500)
 declare -A INFO=()
 declare -A X0T_PID=() WG_PID=()
 VARIANTS=()
 want veth && VARIANTS+=(veth)
 want x0t && VARIANTS+=(x0t)
+want relay && VARIANTS+=(relay)
 want wg && VARIANTS+=(wg)
 
 # wait_ping NS ADDR SECONDS PID: poll until ADDR answers from NS; fail early if
@@ -138,7 +160,11 @@ link_mtu() { ip -n "$1" -o link show dev "$2" | sed -n 's/.* mtu \([0-9]*\) .*/\
 
 # iperf3 server for every variant: it listens on all of b's addresses.
 lib_bg "$NS_B" "$T/iperf3-server.log" iperf3 -s
-IPERF_PID=$LIB_LAST_PID
+IPERF_PIDS=("$LIB_LAST_PID")
+if want relay; then
+	lib_bg "$NS_C" "$T/iperf3-server-c.log" iperf3 -s
+	IPERF_PIDS+=("$LIB_LAST_PID")
+fi
 
 if want wg; then
 	wg_a=wgx$$a wg_b=wgx$$b # unique: wireguard-go's control socket path is global
@@ -177,7 +203,7 @@ if want x0t; then
 	"$X0T" ca init --name bench --out "$T/ca" >"$T/x0t-ca.log" 2>&1 ||
 		{ cat "$T/x0t-ca.log" >&2; lib_die "x0t ca init failed"; }
 	n=0
-	for side in a b; do
+	for side in "${SIDES[@]}"; do
 		n=$((n + 1))
 		"$X0T" cert sign --ca "$T/ca" --name "node-$side" --ip "100.64.0.$n/10" --out "$T/$side" >"$T/x0t-cert-$side.log" 2>&1 ||
 			{ cat "$T/x0t-cert-$side.log" >&2; lib_die "x0t cert sign failed"; }
@@ -185,24 +211,34 @@ if want x0t; then
 			[[ -s $f ]] || lib_die "x0t did not write $f"
 		done
 	done
-	for side in a b; do
-		if [[ $side == a ]]; then me=1 peer=b them=2; else me=2 peer=a them=1; fi
-		cat >"$T/x0t-$side.yaml" <<-EOF
-			listen: 10.99.0.$me:4242
-			ca: "$T/ca/ca.crt"
-			cert: "$T/$side/node.crt"
-			key: "$T/$side/node.key"
-			tun: x0t0
-			mtu: $WG_MTU
-			peers:
-			  - cert: "$T/$peer/node.crt"
-			    endpoints: [10.99.0.$them:4242]
-		EOF
-		lib_bg "$(lib_ns_name "$side")" "$T/x0t-$side.log" "$X0T" node up --config "$T/x0t-$side.yaml"
+	# a - b [- c]: a and c are each other's peers only through b, which
+	# listens on both of its veths.
+	declare -A LISTEN=([a]=10.99.0.1:4242 [b]=0.0.0.0:4242 [c]=10.98.0.2:4242)
+	declare -A PEERS=([a]="b=10.99.0.2:4242 c=" [b]="a=10.99.0.1:4242 c=10.98.0.2:4242" [c]="b=10.98.0.1:4242 a=")
+	for side in "${SIDES[@]}"; do
+		{
+			echo "listen: ${LISTEN[$side]}"
+			echo "ca: \"$T/ca/ca.crt\""
+			echo "cert: \"$T/$side/node.crt\""
+			echo "key: \"$T/$side/node.key\""
+			echo "tun: x0t0"
+			echo "mtu: $WG_MTU"
+			echo "socket: \"$T/x0t-$side.sock\""
+			echo "peers:"
+			for pe in ${PEERS[$side]}; do
+				peer=${pe%%=*} ep=${pe#*=}
+				[[ -d $T/$peer ]] || continue
+				echo "  - cert: \"$T/$peer/node.crt\""
+				[[ -n $ep ]] && echo "    endpoints: [$ep]"
+			done
+		} >"$T/x0t-$side.yaml"
+		lib_bg "$(lib_ns_name "$side")" "$T/x0t-$side.log" "$X0T" node up --config "$T/x0t-$side.yaml" \
+			--debug-listen 127.0.0.1:6060
 		X0T_PID[$side]=$LIB_LAST_PID
 	done
-	if ! wait_ping "$NS_A" 100.64.0.2 30 "${X0T_PID[a]}" || ! wait_ping "$NS_B" 100.64.0.1 5 "${X0T_PID[b]}"; then
-		for side in a b; do
+	if ! wait_ping "$NS_A" 100.64.0.2 30 "${X0T_PID[a]}" || ! wait_ping "$NS_B" 100.64.0.1 5 "${X0T_PID[b]}" ||
+		{ want relay && ! wait_ping "$NS_A" 100.64.0.3 30 "${X0T_PID[c]}"; }; then
+		for side in "${SIDES[@]}"; do
 			echo "--- x0t node $side:" >&2
 			tail -n 30 "$T/x0t-$side.log" >&2 || true
 		done
@@ -212,7 +248,10 @@ if want x0t; then
 	INFO[x0t]=$X0T
 fi
 
-declare -A DEV=([veth]=veth0 [x0t]=x0t0 [wg]=wgx$$a)
+declare -A DEV=([veth]=veth0 [x0t]=x0t0 [relay]=x0t0 [wg]=wgx$$a)
+MTU[relay]=${MTU[x0t]:-}
+INFO[relay]="a -> b -> c"
+
 for v in "${VARIANTS[@]}"; do
 	# A figure is worthless if the traffic took another path (say, a stray route
 	# sending overlay addresses over the bare veth).
@@ -275,16 +314,61 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	done
 done
 
+# mallocs NS: the Go heap's allocation count of the x0t node in NS (its
+# debug listener's heap profile ends with the runtime's MemStats).
+mallocs() {
+	ip netns exec "$1" bash -c 'exec 3<>/dev/tcp/127.0.0.1/6060 && printf "GET /debug/pprof/heap?debug=1 HTTP/1.0\r\n\r\n" >&3 && cat <&3' 2>/dev/null |
+		awk '/^# Mallocs = / {print $4; exit}'
+}
+# wire_bytes NS: bytes in and out of NS's veth0 so far.
+wire_bytes() {
+	ip netns exec "$1" cat /sys/class/net/veth0/statistics/rx_bytes /sys/class/net/veth0/statistics/tx_bytes |
+		awk '{n += $1} END {printf "%.0f\n", n}'
+}
+# profile VARIANT: CPU profiles of the x0t nodes during a tcp1 run of VARIANT.
+profile() {
+	local side pids=()
+	for side in "${SIDES[@]}"; do
+		ip netns exec "$(lib_ns_name "$side")" curl -sf -o "$PROFILE/$1-$side.pprof" \
+			"http://127.0.0.1:6060/debug/pprof/profile?seconds=5" &
+		pids+=($!)
+	done
+	sleep 0.2
+	DURATION=6 iperf_once "$1" tcp1 >/dev/null
+	wait "${pids[@]}" || lib_log "a profile could not be fetched"
+	lib_log "profiles of $1: $PROFILE/$1-{${SIDES[*]}}.pprof"
+}
+ALLOCS_LINE=
 if want x0t; then
+	# Allocations per packet through the real kernel TUN and UDP socket: one
+	# more single-stream run, counting the nodes' mallocs and the datagrams
+	# on the wire around it.
+	# Datagrams are counted as full-size ones (bytes / (MTU + 60)): the veth
+	# carries GSO batches, whose packet counter counts batches.
+	m_a0=$(mallocs "$NS_A") m_b0=$(mallocs "$NS_B") p_a0=$(wire_bytes "$NS_A") p_b0=$(wire_bytes "$NS_B")
+	g=$(iperf_once x0t tcp1)
+	m_a1=$(mallocs "$NS_A") m_b1=$(mallocs "$NS_B") p_a1=$(wire_bytes "$NS_A") p_b1=$(wire_bytes "$NS_B")
+	if [[ -n $m_a0 && -n $m_a1 && -n $m_b0 && -n $m_b1 ]]; then
+		ALLOCS_LINE=$(awk -v ma=$((m_a1 - m_a0)) -v mb=$((m_b1 - m_b0)) -v ba=$((p_a1 - p_a0)) -v bb=$((p_b1 - p_b0)) \
+			-v s=$((MTU[x0t] + 60)) -v g="$g" \
+			'BEGIN {pa = ba / s; pb = bb / s; printf "ALLOCS x0t node-a mallocs/packet=%.5f node-b mallocs/packet=%.5f (tcp1 %s Gbit/s, %d and %d datagrams)", ma / pa, mb / pb, g, pa, pb}')
+		lib_log "${ALLOCS_LINE#ALLOCS }"
+	else
+		lib_log "could not read the nodes' allocation counts from their debug listeners"
+	fi
+	if [[ -n $PROFILE ]]; then
+		profile x0t
+		want relay && profile relay
+	fi
 	# The nodes must stop cleanly on SIGTERM and take their TUN with them.
-	for side in a b; do
+	for side in "${SIDES[@]}"; do
 		rc=0
 		lib_stop "${X0T_PID[$side]}" 5 || rc=$?
 		left=$(ip -n "$(lib_ns_name "$side")" -o link show dev x0t0 2>/dev/null || true)
 		lib_log "x0t node $side stopped: exit status $rc${left:+; x0t0 still exists}"
 	done
 fi
-lib_stop "$IPERF_PID" 2 || true
+for pid in "${IPERF_PIDS[@]}"; do lib_stop "$pid" 2 || true; done
 
 # ---------------------------------------------------------------- report
 # median VARIANT CELL: median of the numeric samples, or NA.
@@ -300,7 +384,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "NA" || b == "NA" || b == 0) 
 fmt() { awk -v x="$1" -v d="$2" 'BEGIN {if (x == "NA") print "NA"; else printf "%.*f\n", d, x}'; }
 
 declare -A M=()
-for v in veth x0t wg; do
+for v in veth x0t relay wg; do
 	for c in "${CELLS[@]}" rtt; do
 		if want "$v"; then M[$v.$c]=$(median "$v" "$c"); else M[$v.$c]=NA; fi
 	done
@@ -321,6 +405,14 @@ for c in "${CELLS[@]}"; do
 done
 printf '%-14s %10s %10s %14s %10s\n' "rtt µs (med)" "$(fmt "${M[veth.rtt]}" 0)" "$(fmt "${M[x0t.rtt]}" 0)" \
 	"$(fmt "${M[wg.rtt]}" 0)" "$(ratio "${M[x0t.rtt]}" "${M[wg.rtt]}")"
+if want relay; then
+	echo
+	printf '%-14s %10s %10s %14s\n' "" "x0t a-b" "x0t a-b-c" "relayed/direct"
+	for c in "${CELLS[@]}"; do
+		printf '%-14s %10s %10s %14s\n' "$c Gbit/s" "$(fmt "${M[x0t.$c]}" 2)" "$(fmt "${M[relay.$c]}" 2)" "$(ratio "${M[relay.$c]}" "${M[x0t.$c]}")"
+	done
+	printf '%-14s %10s %10s %14s\n' "rtt µs (med)" "$(fmt "${M[x0t.rtt]}" 0)" "$(fmt "${M[relay.rtt]}" 0)" "$(ratio "${M[relay.rtt]}" "${M[x0t.rtt]}")"
+fi
 echo
 echo "samples (min..max over rounds):"
 for v in "${VARIANTS[@]}"; do
@@ -330,8 +422,13 @@ for v in "${VARIANTS[@]}"; do
 	echo "$line"
 done
 echo
-for v in veth x0t wg; do
+for v in veth x0t relay wg; do
 	want "$v" || continue
 	echo "RESULT ${LABEL[$v]} tcp1=$(fmt "${M[$v.tcp1]}" 2) tcp4=$(fmt "${M[$v.tcp4]}" 2) udp=$(fmt "${M[$v.udp]}" 2) rtt_us=$(fmt "${M[$v.rtt]}" 0)"
 done
+want relay && echo "RELAY x0t a-b-c/a-b tcp1=$(ratio "${M[relay.tcp1]}" "${M[x0t.tcp1]}") tcp4=$(ratio "${M[relay.tcp4]}" "${M[x0t.tcp4]}") udp=$(ratio "${M[relay.udp]}" "${M[x0t.udp]}")"
+if want x0t && want veth; then
+	echo "LATENCY x0t-veth rtt_us=$(awk -v x="${M[x0t.rtt]}" -v v="${M[veth.rtt]}" 'BEGIN {if (x == "NA" || v == "NA") print "NA"; else printf "%+.0f\n", x - v}') (limit +100)"
+fi
+[[ -n $ALLOCS_LINE ]] && echo "$ALLOCS_LINE"
 echo "RATIO x0t/wireguard-go tcp1=$(ratio "${M[x0t.tcp1]}" "${M[wg.tcp1]}") tcp4=$(ratio "${M[x0t.tcp4]}" "${M[wg.tcp4]}") udp=$(ratio "${M[x0t.udp]}" "${M[wg.udp]}") rtt=$(ratio "${M[x0t.rtt]}" "${M[wg.rtt]}")"

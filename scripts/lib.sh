@@ -84,16 +84,18 @@ lib_wait_oper() {
 	lib_die "$2 in $1 did not come up"
 }
 
-# lib_veth NS_A ADDR_A NS_B ADDR_B: a veth pair named veth0 at both ends, created
-# directly inside the namespaces (never in ours), addressed and up.
+# lib_veth NS_A ADDR_A NS_B ADDR_B [DEV_A [DEV_B]]: a veth pair (named veth0 at
+# both ends unless told), created directly inside the namespaces (never in
+# ours), addressed and up.
 lib_veth() {
-	ip -n "$1" link add veth0 type veth peer name veth0 netns "$3"
-	ip -n "$1" addr add "$2" dev veth0
-	ip -n "$3" addr add "$4" dev veth0
-	ip -n "$1" link set veth0 up
-	ip -n "$3" link set veth0 up
-	lib_wait_oper "$1" veth0
-	lib_wait_oper "$3" veth0
+	local da=${5:-veth0} db=${6:-veth0}
+	ip -n "$1" link add "$da" type veth peer name "$db" netns "$3"
+	ip -n "$1" addr add "$2" dev "$da"
+	ip -n "$3" addr add "$4" dev "$db"
+	ip -n "$1" link set "$da" up
+	ip -n "$3" link set "$db" up
+	lib_wait_oper "$1" "$da"
+	lib_wait_oper "$3" "$db"
 }
 
 # lib_bg NS LOGFILE CMD [ARGS...]: run CMD inside NS in the background with its
