@@ -5,6 +5,7 @@
 package localapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,10 +14,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/x0tta6bl4/x0t/heal"
@@ -31,7 +34,11 @@ const (
 	PathStatus = "/v1/status"
 	PathRoutes = "/v1/routes"
 	PathHealth = "/v1/health"
+	PathPing   = "/v1/ping"
 )
+
+// MaxPingTimeout bounds how long one ping request may wait for its echo.
+const MaxPingTimeout = 5 * time.Second
 
 // Status is what `x0t status` shows.
 type Status struct {
@@ -86,6 +93,7 @@ func Listen(path, group string, n *node.Node, info func() Status, log *slog.Logg
 	mux.HandleFunc("GET "+PathStatus, s.status)
 	mux.HandleFunc("GET "+PathRoutes, s.routes)
 	mux.HandleFunc("GET "+PathHealth, s.health)
+	mux.HandleFunc("GET "+PathPing, s.ping)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -149,6 +157,43 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, s.node.Health(limit))
 }
 
+// ping sends one echo: ?peer=NAME|ADDRESS|ID&path=route|alternate&seq=N&timeout=DURATION.
+// No reply is not an error of the API: the result says so in its err field.
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	path := cmp.Or(q.Get("path"), node.PathRoute)
+	if path != node.PathRoute && path != node.PathAlternate {
+		http.Error(w, fmt.Sprintf("path must be %q or %q", node.PathRoute, node.PathAlternate), http.StatusBadRequest)
+		return
+	}
+	seq, err := strconv.ParseUint(cmp.Or(q.Get("seq"), "1"), 10, 16)
+	if err != nil {
+		http.Error(w, "seq must be a number from 0 to 65535", http.StatusBadRequest)
+		return
+	}
+	timeout, err := time.ParseDuration(cmp.Or(q.Get("timeout"), "2s"))
+	if err != nil || timeout <= 0 || timeout > MaxPingTimeout {
+		http.Error(w, fmt.Sprintf("timeout must be a duration above 0 and at most %v", MaxPingTimeout), http.StatusBadRequest)
+		return
+	}
+	p, err := s.node.FindPeer(q.Get("peer"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	res, err := s.node.Ping(ctx, p, path, uint16(seq))
+	switch {
+	case errors.Is(err, node.ErrNoAlternate):
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	case err != nil && res.Err == "":
+		res.Err = err.Error()
+	}
+	writeJSON(w, res)
+}
+
 // Client talks to a node's local API.
 type Client struct {
 	hc *http.Client
@@ -176,7 +221,7 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("local API: %s: %s", resp.Status, b)
+		return &statusError{code: resp.StatusCode, status: resp.Status, msg: strings.TrimSpace(string(b))}
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
@@ -192,6 +237,35 @@ func (c *Client) Routes(ctx context.Context) (*Routes, error) {
 	var r Routes
 	return &r, c.get(ctx, PathRoutes, &r)
 }
+
+// Ping sends one echo to peer (a name, overlay address or ID) on path
+// (node.PathRoute or node.PathAlternate) and waits up to timeout.
+func (c *Client) Ping(ctx context.Context, peer, path string, seq uint16, timeout time.Duration) (*node.PingResult, error) {
+	q := url.Values{"peer": {peer}, "path": {path}, "seq": {strconv.Itoa(int(seq))}, "timeout": {timeout.String()}}
+	var res node.PingResult
+	err := c.get(ctx, PathPing+"?"+q.Encode(), &res)
+	var se *statusError
+	if errors.As(err, &se) {
+		switch se.code {
+		case http.StatusNotFound:
+			return nil, fmt.Errorf("%w (%s)", node.ErrNoSuchPeer, se.msg)
+		case http.StatusConflict:
+			return nil, fmt.Errorf("%w (%s)", node.ErrNoAlternate, se.msg)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// statusError is an answer other than 200 from the local API.
+type statusError struct {
+	code        int
+	status, msg string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("local API: %s: %s", e.status, e.msg) }
 
 // Health asks for the health state and recent incidents.
 func (c *Client) Health(ctx context.Context, limit int) (*heal.Snapshot, error) {

@@ -47,13 +47,18 @@ var (
 // sealed packet is wrapped for the next hop and sealed again with that link's
 // session: relays see the destination, nothing else. It does not allocate.
 func (n *Node) encap(p *Peer, buf []byte, plen int, now time.Time) (transport.Message, error) {
-	kp := p.current.Load()
-	if kp == nil || kp.Expired(now) {
-		return transport.Message{}, errNoSession
-	}
 	var via *Peer
 	if !p.direct() {
 		via = n.nextHop(p.id, identity.NodeID{})
+	}
+	return n.sealVia(p, via, buf, plen, now)
+}
+
+// sealVia is encap with the first hop chosen: nil (or p) sends straight to p.
+func (n *Node) sealVia(p, via *Peer, buf []byte, plen int, now time.Time) (transport.Message, error) {
+	kp := p.current.Load()
+	if kp == nil || kp.Expired(now) {
+		return transport.Message{}, errNoSession
 	}
 	if via == nil || via == p {
 		// Direct: the link lives, or it is the only way there is (better a
@@ -379,6 +384,9 @@ func (n *Node) acceptIP(p *Peer, pt []byte, now time.Time) bool {
 	p.rxBytes.Add(uint64(len(pt)))
 	n.stats.RxPackets.Add(1)
 	n.stats.RxBytes.Add(uint64(len(pt)))
+	if n.ping.waiting.Load() > 0 && n.takePingReply(pt) {
+		return false // an answer to `x0t ping`, not for the device
+	}
 	return true
 }
 

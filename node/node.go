@@ -93,6 +93,7 @@ type Node struct {
 	mesh     meshState
 	linkMsgs chan linkMsg
 	healer   *heal.Loop
+	ping     pinger
 	names    atomic.Value // map[string]string: peer ID → name, for heal's reasons
 
 	closeOnce sync.Once

@@ -239,8 +239,9 @@ type PeerStatus struct {
 	ID            string
 	Addrs         []netip.Addr
 	Endpoint      string
-	Up            bool // a current keypair exists
-	Direct        bool // traffic goes straight to the peer (else through the mesh)
+	Transport     string // the underlay to the endpoint: "udp" (the only one built so far); empty when there is none
+	Up            bool   // a current keypair exists
+	Direct        bool   // traffic goes straight to the peer (else through the mesh)
 	LastHandshake time.Time
 	RxBytes       uint64
 	TxBytes       uint64
@@ -261,7 +262,7 @@ func (p *Peer) status() PeerStatus {
 		TxPackets: p.txPackets.Load(),
 	}
 	if ep, ok := p.Endpoint(); ok {
-		st.Endpoint = ep.String()
+		st.Endpoint, st.Transport = ep.String(), "udp"
 	}
 	if t := p.lastHandshake.Load(); t != 0 {
 		st.LastHandshake = time.Unix(0, t)

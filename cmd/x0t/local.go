@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -63,7 +64,7 @@ func localCommands() []*cobra.Command {
 			fmt.Fprintf(w, "%s (%s) mesh %s, %s, listening on %s, up %s, health %s\n", st.Name, st.ID[:8], st.Mesh,
 				strings.Join(st.Addrs, " "), st.Listen, st.Uptime.Round(time.Second), st.Health)
 			tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "PEER\tADDRESS\tPATH\tENDPOINT\tHANDSHAKE\tRX\tTX")
+			fmt.Fprintln(tw, "PEER\tADDRESS\tPATH\tTRANSPORT\tENDPOINT\tHANDSHAKE\tRX\tTX")
 			for _, p := range st.Peers {
 				path := "mesh"
 				if p.Direct {
@@ -77,7 +78,7 @@ func localCommands() []*cobra.Command {
 				if len(p.Addrs) > 0 {
 					addr = p.Addrs[0].String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, path, firstOf(p.Endpoint, "-"), hs,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, path, firstOf(p.Transport, "-"), firstOf(p.Endpoint, "-"), hs,
 					bytesString(p.RxBytes), bytesString(p.TxBytes))
 			}
 			return tw.Flush()
@@ -159,13 +160,122 @@ func localCommands() []*cobra.Command {
 		},
 	}
 	health.Flags().IntVar(&limit, "limit", 20, "incidents to show")
-	cmds := []*cobra.Command{status, routes, health}
+	cmds := []*cobra.Command{status, routes, health, pingCommand(client, &asJSON)}
 	for _, c := range cmds {
 		c.Flags().StringVar(&socket, "socket", "", "the node's local socket (default /run/x0t/x0t.sock; env X0T_SOCKET)")
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	}
 	return cmds
 }
+
+// pingCommand is `x0t ping NODE`: echoes through the tunnel on the path
+// traffic takes and on the routing table's alternate, with the relays each
+// went through.
+func pingCommand(client func() *localapi.Client, asJSON *bool) *cobra.Command {
+	var count int
+	var interval, timeout time.Duration
+	var paths string
+	cmd := &cobra.Command{
+		Use:   "ping NODE",
+		Short: "Ping a node through the mesh: RTT per path and the relays on it",
+		Long: "Sends ICMP echoes from this node's overlay address to NODE (a name, overlay address or node ID),\n" +
+			"on the path traffic takes now and, where the routing table has one, on the loop-free alternate,\n" +
+			"and prints each reply's round-trip time and the relay it went through. Exits 1 if no echo on\n" +
+			"the route came back.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if count < 1 || interval < 0 || timeout <= 0 || timeout > localapi.MaxPingTimeout {
+				return fmt.Errorf("need --count >= 1, --interval >= 0 and 0 < --timeout <= %v", localapi.MaxPingTimeout)
+			}
+			var want []string
+			switch paths {
+			case "both":
+				want = []string{node.PathRoute, node.PathAlternate}
+			case node.PathRoute, node.PathAlternate:
+				want = []string{paths}
+			default:
+				return fmt.Errorf("--path must be route, alternate or both, not %q", paths)
+			}
+			c := client()
+			w := cmd.OutOrStdout()
+			type tally struct {
+				sent, got     int
+				min, max, sum time.Duration
+			}
+			stats := map[string]*tally{}
+			var all []*node.PingResult
+			for seq := 1; seq <= count; seq++ {
+				if seq > 1 {
+					time.Sleep(interval)
+				}
+				for _, path := range want {
+					ctx, cancel := context.WithTimeout(cmd.Context(), timeout+5*time.Second)
+					res, err := c.Ping(ctx, args[0], path, uint16(seq), timeout)
+					cancel()
+					if err != nil {
+						if path == node.PathAlternate && errors.Is(err, node.ErrNoAlternate) {
+							if seq == 1 && !*asJSON {
+								fmt.Fprintf(w, "no alternate path to %s\n", args[0])
+							}
+							want = want[:1]
+							continue
+						}
+						return err
+					}
+					all = append(all, res)
+					t := stats[path]
+					if t == nil {
+						t = &tally{min: time.Hour}
+						stats[path] = t
+					}
+					t.sent++
+					label := res.Path
+					if path == node.PathAlternate {
+						label = "alternate " + res.Path
+					}
+					if res.Err != "" {
+						if !*asJSON {
+							fmt.Fprintf(w, "no reply from %s (%s) %s: seq=%d: %s\n", res.Peer, res.Addr, label, seq, res.Err)
+						}
+						continue
+					}
+					t.got++
+					t.sum += res.RTT
+					t.min, t.max = min(t.min, res.RTT), max(t.max, res.RTT)
+					if !*asJSON {
+						fmt.Fprintf(w, "pong from %s (%s) %s, %d hop(s), to %s: seq=%d time=%.3f ms\n", res.Peer, res.Addr,
+							label, res.Hops, res.Endpoint, seq, ms(res.RTT))
+					}
+				}
+			}
+			if *asJSON {
+				if err := printJSON(w, all); err != nil {
+					return err
+				}
+			} else {
+				for _, path := range want {
+					if t := stats[path]; t != nil && t.got > 0 {
+						fmt.Fprintf(w, "%s: %d/%d replies, rtt min/avg/max %.3f/%.3f/%.3f ms\n", path, t.got, t.sent,
+							ms(t.min), ms(t.sum/time.Duration(t.got)), ms(t.max))
+					} else if t != nil {
+						fmt.Fprintf(w, "%s: 0/%d replies\n", path, t.sent)
+					}
+				}
+			}
+			if t := stats[want[0]]; t == nil || t.got == 0 {
+				return errSilent
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVarP(&count, "count", "c", 3, "echoes per path")
+	cmd.Flags().DurationVarP(&interval, "interval", "i", 200*time.Millisecond, "time between rounds")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for each reply")
+	cmd.Flags().StringVar(&paths, "path", "both", "route, alternate or both")
+	return cmd
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func shortID(id string) string {
 	if len(id) > 8 {

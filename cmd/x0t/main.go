@@ -2,6 +2,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,10 +33,15 @@ func main() {
 	root.AddCommand(localCommands()...)
 	root.AddCommand(adminCommands(&g)...)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "x0t:", err)
+		if !errors.Is(err, errSilent) {
+			fmt.Fprintln(os.Stderr, "x0t:", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// errSilent fails a command that has already said why on its output.
+var errSilent = errors.New("failed")
 
 func (g *globalFlags) register(f *pflag.FlagSet) {
 	g.flags = f
