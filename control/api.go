@@ -28,7 +28,7 @@ const (
 // routes builds the HTTP handler: chi for the plumbing, huma for the API.
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, withRequest, refuseOversized)
+	r.Use(s.instrument, s.recoverer, withRequest, refuseOversized)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no such endpoint")
 	})

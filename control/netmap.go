@@ -492,6 +492,11 @@ func (st *stream) update(v *meshView) (done bool, err error) {
 	if err := st.write(line); err != nil {
 		return true, err
 	}
+	if d.From == 0 {
+		st.s.metrics.pushes[pushSnapshot].Inc()
+	} else {
+		st.s.metrics.pushes[pushDelta].Inc()
+	}
 	st.last, st.sent, st.rules = v, d.To, rules
 	return false, nil
 }
@@ -516,6 +521,7 @@ func (st *stream) send(d *netmap.Delta, v *meshView) error {
 	if err := st.write(line); err != nil {
 		return err
 	}
+	st.s.metrics.pushes[pushRevocation].Inc()
 	st.last, st.sent = v, d.To
 	return nil
 }

@@ -38,7 +38,9 @@ type enrollInput struct {
 
 type nodeResponse struct{ Body api.NodeResponse }
 
-func (s *Server) enrollNode(ctx context.Context, in *enrollInput) (*nodeResponse, error) {
+func (s *Server) enrollNode(ctx context.Context, in *enrollInput) (_ *nodeResponse, err error) {
+	ctx, et := s.traceEnroll(ctx)
+	defer func() { et.end(err) }()
 	if !s.enroll.allow(clientIP(requestFrom(ctx))) {
 		return nil, huma.Error429TooManyRequests("too many enrollments from this address; retry later")
 	}
@@ -54,6 +56,7 @@ func (s *Server) enrollNode(ctx context.Context, in *enrollInput) (*nodeResponse
 	if err != nil {
 		return nil, err
 	}
+	et.stepTo(stepVerifyProof)
 	vk, err := identity.ParseVerifyingKey(req.Keys.Signing)
 	if err != nil {
 		return nil, invalid("body.keys.signing", "%v", err)
@@ -62,8 +65,10 @@ func (s *Server) enrollNode(ctx context.Context, in *enrollInput) (*nodeResponse
 		return nil, huma.Error401Unauthorized("the proof does not verify under the submitted signing key")
 	}
 	id := keys.ID().String()
+	et.set(attrNodeID.String(id))
 	var resp api.NodeResponse
 	_, err = s.store.Update(ctx, "node:"+id, func(tx store.Tx) error {
+		et.stepTo(stepTokenCheck)
 		tok, err := tx.GetByKey(ctx, tokenKey(hashSecret(req.Token)))
 		if errors.Is(err, store.ErrNotFound) || (err == nil && tok.Kind != kindToken) {
 			return huma.Error401Unauthorized("invalid join token")
@@ -83,6 +88,7 @@ func (s *Server) enrollNode(ctx context.Context, in *enrollInput) (*nodeResponse
 		if err != nil {
 			return err
 		}
+		et.set(attrTokenID.String(tok.ID), attrMeshID.String(m.ID), attrMeshName.String(md.Name))
 		// The same keys again (a retry after a lost answer): the node's state.
 		if old, err := tx.Get(ctx, kindNode, id); err == nil {
 			od, err := decode[nodeData](old)
@@ -96,6 +102,7 @@ func (s *Server) enrollNode(ctx context.Context, in *enrollInput) (*nodeResponse
 				return forbidden("this node has been revoked")
 			}
 			resp = nodeResponse_(id, md, od)
+			et.succeeded(od.Status, true)
 			return nil
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
@@ -106,6 +113,7 @@ func (s *Server) enrollNode(ctx context.Context, in *enrollInput) (*nodeResponse
 		if err := td.valid(s.now()); err != nil {
 			return huma.Error401Unauthorized(err.Error())
 		}
+		et.stepTo(stepAllocate)
 		name, err := uniqueName(ctx, tx, m.ID, normName(req.Name))
 		if err != nil {
 			return err
@@ -125,10 +133,12 @@ func (s *Server) enrollNode(ctx context.Context, in *enrollInput) (*nodeResponse
 		if td.AutoApprove {
 			now := s.now().UTC()
 			d.Status, d.ApprovedAt = api.StatusApproved, &now
+			et.stepTo(stepCertIssue)
 			if err := s.issue(m, md, id, d); err != nil {
 				return err
 			}
 		}
+		et.stepTo(stepStoreAppend) // ends when the commit returns
 		td.Uses++
 		te, err := entity(kindToken, tok.ID, tok.Org, tok.Parent, td, tok.Keys...)
 		if err != nil {
@@ -145,6 +155,7 @@ func (s *Server) enrollNode(ctx context.Context, in *enrollInput) (*nodeResponse
 			return err
 		}
 		resp = nodeResponse_(id, md, d)
+		et.succeeded(d.Status, false)
 		return nil
 	})
 	if err != nil {

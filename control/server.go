@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/x0tta6bl4/x0t/identity"
 	"github.com/x0tta6bl4/x0t/store"
 	"github.com/x0tta6bl4/x0t/store/sqlite"
@@ -44,6 +46,12 @@ type Config struct {
 	EnrollLimit        Limit         // per client address (5/s, burst 20)
 	AuthFailLimit      Limit         // failed authentications per client address (1/s, burst 20)
 	Now                func() time.Time
+	// MetricsListen is a host:port to serve Prometheus /metrics on, in plain
+	// HTTP; "" serves none (Server.MetricsHandler can be mounted elsewhere).
+	MetricsListen string
+	// TracerProvider receives the API and enrollment spans; nil takes the
+	// one the OTEL_* environment describes (off without an OTLP endpoint).
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) defaults() {
@@ -95,6 +103,12 @@ type Server struct {
 	hub       *hub
 	telemetry *telemetry
 	perms     map[string]role // operation ID → minimum role, for tests and docs
+	metrics   *metrics
+
+	tracerProvider trace.TracerProvider
+	tracer         trace.Tracer
+	stopTracing    func(context.Context) error // flushes an owned provider; nil when not owned
+	metricsAddr    net.Addr
 
 	// AdminKey is the owner API key created on first start (empty later).
 	AdminKey string
@@ -141,11 +155,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
+	if err := s.setupTracing(ctx); err != nil {
+		s.store.Close()
+		return nil, err
+	}
 	s.streamCtx, s.stopStreams = context.WithCancel(context.Background())
+	s.metrics = newMetrics(s)
 	s.hub = newHub(s)
 	s.telemetry = newTelemetry(s)
 	s.store.Subscribe(s.hub.onCommit)
-	s.handler = s.routes()
+	s.store.Subscribe(s.metrics.onCommit)
+	s.handler = s.traceHTTP(s.routes())
 	return s, nil
 }
 
@@ -182,6 +202,13 @@ func (s *Server) Listen() (net.Listener, error) {
 // flushed and the store closed.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.listenerAddr = ln.Addr()
+	stopMetrics, err := s.serveMetrics()
+	if err != nil {
+		ln.Close()
+		s.Close()
+		return err
+	}
+	defer stopMetrics()
 	srv := &http.Server{
 		Handler: s.handler,
 		TLSConfig: &tls.Config{
@@ -200,7 +227,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { errc <- srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
 	s.log.Info("control plane listening", "addr", ln.Addr().String(), "tls_sha256", s.CertFingerprint(),
 		"data", s.cfg.DataDir, "openapi", "/api/v1/openapi.json")
-	var err error
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
@@ -240,6 +266,14 @@ func (s *Server) Close() error {
 			s.log.Warn("telemetry flush", "err", ferr)
 		}
 		err = s.store.Close()
+		if s.stopTracing != nil {
+			// Spans of the last requests are still batched: flush them.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if terr := s.stopTracing(ctx); terr != nil {
+				s.log.Warn("flushing traces", "err", terr)
+			}
+		}
 	})
 	return err
 }

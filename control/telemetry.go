@@ -48,6 +48,7 @@ func (t *telemetry) record(org, mesh, node string, hb *api.Heartbeat, raw []byte
 	t.last[node] = nt
 	t.dirty[node] = true
 	t.mu.Unlock()
+	t.s.metrics.heartbeats.Inc()
 }
 
 // get returns a node's last report: from memory, else from the store.

@@ -128,6 +128,7 @@ func (n *Node) timers(p *Peer, now time.Time) {
 		wait := min(retransmitBase<<min(p.attempts-1, 4), retransmitMax)
 		if now.Sub(p.pendingSentAt) >= wait {
 			p.faults.handshakeFailures.Add(1)
+			n.stats.HandshakesTimedOut.Add(1)
 			n.dropPending(p)
 			n.initiate(p, now)
 		}
@@ -308,6 +309,9 @@ func (n *Node) handleInitiation(m inboundMsg, now time.Time) {
 		return
 	}
 	n.index.set(idx, indexEntry{peer: p, kp: kp})
+	if p.current.Load() != nil {
+		n.stats.Rekeys.Add(1)
+	}
 	n.forget(p.installResponder(kp))
 	p.cookies.AddMACs(resp, now)
 	if m.forwarded {
@@ -347,6 +351,9 @@ func (n *Node) handleResponse(m inboundMsg, now time.Time) {
 	p.pending = nil
 	p.attempts = 0
 	n.index.set(keys.LocalIndex, indexEntry{peer: p, kp: kp})
+	if p.current.Load() != nil {
+		n.stats.Rekeys.Add(1)
+	}
 	n.forget(p.installInitiator(kp))
 	if !m.forwarded {
 		p.setEndpoint(src)

@@ -77,6 +77,7 @@ func (n *Node) healTick(now time.Time) {
 	n.names.Store(names)
 	n.healer.Observe(o)
 	for _, a := range n.healer.Tick(now, healExecutor{n}) {
+		n.stats.countHealAction(a.Type)
 		n.log.Info("self-healing action", "action", a.Type, "peer", names[a.Peer], "kind", a.Kind)
 	}
 }

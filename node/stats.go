@@ -28,6 +28,8 @@ type Stats struct {
 	LinkUps             atomic.Uint64 // links to neighbours that came up
 	LinkDowns           atomic.Uint64 // links to neighbours found dead
 	RouteChanges        atomic.Uint64 // new routing tables installed
+	Rekeys              atomic.Uint64 // handshakes completed with a peer that already had a session (either role)
+	HandshakesTimedOut  atomic.Uint64 // our initiations that went unanswered until the retry timer fired
 
 	DropNoRoute        atomic.Uint64 // outbound packet for an address no peer owns
 	DropStageFull      atomic.Uint64 // outbound packet while the session was not up and the queue was full
@@ -57,6 +59,16 @@ type Stats struct {
 	HSRateLimited      atomic.Uint64 // handshake messages over the per-address rate while under load
 	HSUnexpected       atomic.Uint64 // response or cookie reply nobody waits for
 	HSMalformedMessage atomic.Uint64 // handshake message that does not decode
+
+	// Actions the MAPE-K loop issued (heal.ActionType), counted on the
+	// control loop when issued.
+	HealReroute         atomic.Uint64
+	HealRestore         atomic.Uint64
+	HealRekey           atomic.Uint64
+	HealQuarantine      atomic.Uint64
+	HealAlert           atomic.Uint64
+	HealSwitchTransport atomic.Uint64
+	HealLowerMTU        atomic.Uint64
 }
 
 // Snapshot returns every counter by name.

@@ -28,7 +28,12 @@ and every --tls-san is made on first start and kept in DATA/tls.crt; clients
 trust it with SSL_CERT_FILE=DATA/tls.crt or pin it with --control-fingerprint
 (its SHA-256 is logged at start). On first start with an empty --data, the
 first organization and an owner API key are created; the key is written to
-DATA/admin.key.`,
+DATA/admin.key.
+
+Prometheus metrics are served on --metrics-listen (plain HTTP, meant for a
+management network). Traces are exported by OTLP/HTTP when
+OTEL_EXPORTER_OTLP_ENDPOINT is set (the standard OTEL_* variables apply);
+without it tracing is off.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger("")
@@ -53,6 +58,7 @@ DATA/admin.key.`,
 	f.StringArrayVar(&cfg.TLSSANs, "tls-san", nil, "extra DNS name or IP of a generated certificate (repeatable)")
 	f.StringVar(&cfg.OrgName, "org", "default", "name of the first organization, made on first start")
 	f.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", 10*time.Minute, "how often the audit chains get signed checkpoints")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics over plain HTTP on this address (e.g. 127.0.0.1:9090); off when empty")
 	serve.MarkFlagRequired("data")
 	c.AddCommand(serve)
 	return c

@@ -65,7 +65,7 @@ Control plane: x0t node up --control URL --token TOKEN --state DIR [--name NAME]
 	}
 	fl := up.Flags()
 	fl.StringVar(&f.config, "config", "", "static node configuration (YAML)")
-	fl.StringVar(&f.debugListen, "debug-listen", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	fl.StringVar(&f.debugListen, "debug-listen", "", "serve net/http/pprof and Prometheus /metrics on this address (e.g. 127.0.0.1:6060)")
 	fl.StringVar(&f.control, "control", "", "control plane URL (env X0T_CONTROL)")
 	fl.StringVar(&f.fingerprint, "control-fingerprint", "", "pin the control plane's TLS certificate by SHA-256 (env X0T_CONTROL_FINGERPRINT)")
 	fl.StringVar(&f.token, "token", "", "join token (first run only; env X0T_TOKEN)")
@@ -91,8 +91,11 @@ func runStatic(ctx context.Context, g *globalFlags, f *nodeFlags) error {
 	if err != nil {
 		return err
 	}
+	// The debug listener comes up first (profiling a slow start helps); the
+	// node's collector joins its registry once the node exists.
+	reg := node.NewRegistry(nil)
 	if f.debugListen != "" {
-		if err := serveDebug(ctx, f.debugListen, log); err != nil {
+		if _, err := serveDebug(ctx, f.debugListen, reg, log); err != nil {
 			return err
 		}
 	}
@@ -100,6 +103,7 @@ func runStatic(ctx context.Context, g *globalFlags, f *nodeFlags) error {
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(node.NewCollector(s.Node))
 	info := func() localapi.Status {
 		return localapi.Status{Name: s.Cert.Name, ID: s.Cert.ID().String(), Mesh: s.Cert.Mesh, Addrs: prefixStrings(s.Cert.Addrs),
 			Listen: s.Conn.LocalAddr().String(), Suite: node.SuiteName(s.Node.Suite())}
@@ -125,8 +129,9 @@ func runEnrolled(ctx context.Context, g *globalFlags, f *nodeFlags, cmd *cobra.C
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	reg := node.NewRegistry(nil) // the node's collector joins once enrolled
 	if f.debugListen != "" {
-		if err := serveDebug(ctx, f.debugListen, log); err != nil {
+		if _, err := serveDebug(ctx, f.debugListen, reg, log); err != nil {
 			return err
 		}
 	}
@@ -180,6 +185,7 @@ func runEnrolled(ctx context.Context, g *globalFlags, f *nodeFlags, cmd *cobra.C
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(node.NewCollector(a.Node()))
 	log.Info("joined mesh", "mesh", st.CA.Mesh, "node", st.Cert.Name, "addrs", st.Cert.Addrs)
 	info := func() localapi.Status {
 		return localapi.Status{Name: st.Name, ID: st.NodeID, Mesh: st.CA.Mesh, Addrs: prefixStrings(st.Cert.Addrs),
