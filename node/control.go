@@ -408,6 +408,10 @@ func (n *Node) flushStaged(p *Peer, kp *session.Keypair, now time.Time) bool {
 		buf := make([]byte, headroom+len(pkt)+2*wire.TagSize)
 		copy(buf[headroom:], pkt)
 		m, err := n.encap(p, buf, len(pkt), now)
+		if errors.Is(err, errTooBig) {
+			n.stats.DropTooBig.Add(1) // the sender's retransmission gets its answer
+			continue
+		}
 		if err != nil {
 			n.stats.DropNoRoute.Add(1)
 			continue
@@ -415,10 +419,6 @@ func (n *Node) flushStaged(p *Peer, kp *session.Keypair, now time.Time) bool {
 		msgs = append(msgs, m)
 		p.txPackets.Add(1)
 		p.txBytes.Add(uint64(len(pkt)))
-		if errors.Is(err, errTooBig) {
-			n.stats.DropTooBig.Add(1) // the sender's retransmission gets its answer
-			continue
-		}
 		n.stats.TxBytes.Add(uint64(len(pkt)))
 	}
 	if len(msgs) == 0 {

@@ -43,10 +43,10 @@ type Stats struct {
 	DropQueueFull      atomic.Uint64 // handshake datagram or message dropped: a handshake queue was full
 	DropFragment       atomic.Uint64 // fragment inconsistent, over limits or expired
 	DropHopLimit       atomic.Uint64 // forwarded packet whose hop limit ran out (a loop or a long path)
-	RouteRejected      atomic.Uint64 // routing message refused (forged, replayed, malformed, rate-limited)
-
 	DropTooBig         atomic.Uint64 // outbound packet too big for its relayed path (answered by PacketTooBigSent)
 	PacketTooBigSent   atomic.Uint64 // ICMP packet-too-big messages written to the device
+	RouteRejected      atomic.Uint64 // routing message refused (forged, replayed, malformed, rate-limited)
+
 	HSBadMAC           atomic.Uint64 // handshake message with a bad mac1
 	HSDecrypt          atomic.Uint64 // handshake message that does not authenticate (tampered or not for us)
 	HSCertWrongCA      atomic.Uint64 // initiator certificate from another CA
