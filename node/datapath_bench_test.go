@@ -28,7 +28,7 @@ const (
 	// TCP payload bytes: the largest IPv4 packets that a relay carries whole
 	// over an IPv4 underlay (see pmtu.go).
 	dpPayload = DefaultUnderlayMTU - 28 - directOverhead - wrapOverhead - 40
-	dpBatch   = 32                      // packets per batch in the batch stages
+	dpBatch   = 32 // packets per batch in the batch stages
 )
 
 // dpMesh is a line of nodes 0–1–…–k-1, each linked to its neighbours only,

@@ -14,7 +14,7 @@ const infDist = math.MaxUint64
 // startPhase opens a measurement phase at the current time: which flows have
 // a path within the hop limit on the surviving topology, fresh counters.
 func (s *sim) startPhase(desc string) {
-	p := Phase{At: time.Duration(s.now), Event: desc, gaps: make([]int64, len(s.flows)), reach: make([]bool, len(s.flows)), start: s.now}
+	p := Phase{At: time.Duration(s.now), Event: desc, gaps: make([]int64, len(s.flows)), reach: make([]bool, len(s.flows)), start: s.now, healAt: -1}
 	hops := map[int32][]int32{}
 	for k := range s.flows {
 		f := &s.flows[k]
@@ -34,7 +34,26 @@ func (s *sim) startPhase(desc string) {
 		}
 	}
 	s.phases = append(s.phases, p)
-	s.lastChange = s.now
+	s.lastChange, s.lastRouting = s.now, s.now
+}
+
+// reachChanged recomputes, after a change of the topology within a phase (a
+// quarantine), which flows have a path; a flow that lost it is no longer
+// judged on its gaps in this phase.
+func (s *sim) reachChanged() {
+	p := s.cur()
+	hops := map[int32][]int32{}
+	for k := range s.flows {
+		f := &s.flows[k]
+		h, ok := hops[f.src]
+		if !ok {
+			h = s.bfs(f.src)
+			hops[f.src] = h
+		}
+		d := h[f.dst]
+		f.reachable = d >= 0 && int(d) < s.o.HopLimit
+		p.reach[k] = p.reach[k] && f.reachable
+	}
 }
 
 // bfs returns hop counts from src over the real surviving topology (-1: unreachable).
@@ -52,7 +71,7 @@ func (s *sim) bfs(src int32) []int32 {
 		u := q[0]
 		q = q[1:]
 		for _, a := range s.nodes[u].adj {
-			if d[a.nbr] < 0 && s.edges[a.edge].up && s.nodes[a.nbr].alive {
+			if d[a.nbr] < 0 && s.edgeLive(a.edge) && s.nodes[a.nbr].alive {
 				d[a.nbr] = d[u] + 1
 				q = append(q, a.nbr)
 			}
@@ -67,7 +86,8 @@ func (s *sim) bfs(src int32) []int32 {
 func (s *sim) endPhase() {
 	p := &s.phases[len(s.phases)-1]
 	p.Duration = time.Duration(s.now - p.start)
-	p.Convergence = time.Duration(s.lastChange - p.start)
+	p.Convergence = time.Duration(s.lastRouting - p.start)
+	p.Settled = time.Duration(s.lastChange - p.start)
 	p.Wrong, p.Undetected = s.verify()
 	p.Converged = p.Wrong == 0 && p.Undetected == 0
 	if len(s.detect) > 0 {
@@ -97,6 +117,7 @@ func (s *sim) endPhase() {
 		p.Disrupted, p.GapMedian, p.GapMax = len(gaps), time.Duration(gaps[len(gaps)/2]), time.Duration(gaps[len(gaps)-1])
 	}
 	p.Stretch = s.stretch()
+	s.collectHeal(p)
 	if s.o.check != nil {
 		s.o.check(s, p)
 	}
@@ -114,7 +135,7 @@ func (s *sim) weights() ([][]uint64, int) {
 		w[i] = make([]uint64, len(n.adj))
 		for k, a := range n.adj {
 			w[i][k] = infDist
-			live := n.alive && s.edges[a.edge].up && s.nodes[a.nbr].alive
+			live := n.alive && s.edgeLive(a.edge) && s.nodes[a.nbr].alive
 			up := n.alive && n.mon[k].State() == linkmon.Up
 			if live != up {
 				undetected++
@@ -270,14 +291,14 @@ func (s *sim) walk(src, dst int32, down func(i, slot int32) bool) (delay int64, 
 		c := cur
 		next, ok := n.r.Table().NextHop(dstID, from, func(id identity.NodeID) bool {
 			k := s.slotOf(c, id)
-			return k >= 0 && n.mon[k].State() == linkmon.Up && !down(c, k)
+			return s.linkUsable(c, k) && !down(c, k)
 		})
 		if !ok {
 			return delay, hops, false, false
 		}
 		k := s.slotOf(cur, next)
 		a := n.adj[k]
-		if !s.edges[a.edge].up || !s.nodes[a.nbr].alive || down(cur, k) {
+		if !s.edgeLive(a.edge) || !s.nodes[a.nbr].alive || down(cur, k) {
 			return delay, hops, false, false
 		}
 		delay += s.edges[a.edge].delay
@@ -299,7 +320,7 @@ func (s *sim) stretch() Stretch {
 		w[i] = make([]uint64, len(s.nodes[i].adj))
 		for k, a := range s.nodes[i].adj {
 			w[i][k] = infDist
-			if s.nodes[i].alive && s.edges[a.edge].up && s.nodes[a.nbr].alive {
+			if s.nodes[i].alive && s.edgeLive(a.edge) && s.nodes[a.nbr].alive {
 				w[i][k] = uint64(s.edges[a.edge].delay)
 			}
 		}

@@ -3,6 +3,8 @@ package sim
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -22,11 +24,12 @@ type DataCount struct {
 
 // DataDrops counts data packets lost by reason.
 type DataDrops struct {
-	NoRoute  uint64 // no usable next hop (no route, or both next hops down)
-	HopLimit uint64
-	LinkDown uint64 // sent onto a cut link whose failure was not yet detected
-	DeadNode uint64 // arrived at a crashed node
-	Loss     uint64 // random link loss
+	NoRoute     uint64 // no usable next hop (no route, or both next hops down)
+	HopLimit    uint64
+	LinkDown    uint64 // sent onto a cut link whose failure was not yet detected
+	DeadNode    uint64 // arrived at a crashed node
+	Loss        uint64 // random link loss (mesh-wide or a lossy link)
+	Quarantined uint64 // sent onto a link whose other end quarantined the sender
 }
 
 // Stretch compares the paths the routing tables give with least-delay paths.
@@ -44,10 +47,15 @@ type Phase struct {
 	Event    string
 	Duration time.Duration
 	// Convergence is the time of the last routing-table change in the phase
-	// after its start; Converged says the tables at the end of the phase were
-	// verified to match shortest paths on the surviving topology (Wrong
-	// routes: 0) and every link monitor agreed with the cable (Undetected: 0).
+	// after its start, before the MAPE-K loop first changed a router in the
+	// phase (the routing protocol's own convergence); Settled is the last
+	// change of all, including those the loop's actions caused (rerouting a
+	// link, restoring it). Converged says the tables at the end of the phase
+	// were verified to match shortest paths on the surviving topology, with
+	// the metrics the routers advertise (Wrong routes: 0), and every link
+	// monitor agreed with the cable (Undetected: 0).
 	Convergence time.Duration
+	Settled     time.Duration
 	Converged   bool
 	Wrong       int
 	Undetected  int
@@ -62,8 +70,11 @@ type Phase struct {
 	Disrupted         int
 	GapMedian, GapMax time.Duration
 	Stretch           Stretch
+	// Heal is what the nodes' MAPE-K loops did in the phase.
+	Heal HealStats
 
 	start   int64
+	healAt  int64 // when the loop first changed a router in the phase; -1: not yet
 	gaps    []int64
 	reach   []bool
 	gapList []int64
@@ -94,9 +105,21 @@ type Report struct {
 	SPFRuns      uint64
 	RouterEvents map[string]uint64
 	Errors       uint64 // messages a state machine rejected (none expected)
-	Warnings     []string
-	Events       uint64 // simulator events processed
-	Setup, Wall  time.Duration
+	// Heal sums the phases' MAPE-K figures; its Open, Mitigated and health
+	// counts are those at the run's end.
+	Heal HealStats
+	// Lossy describes each lossy link: the flows it hurt and what the
+	// loop's reroute did for them.
+	Lossy []LossyLink
+	// ForgedSent counts forged adverts sent by forging nodes (ForgedBlocked:
+	// not sent, the neighbour had quarantined the forger), ForgedRejected
+	// those their neighbours' routers verified and rejected as forged (the
+	// rest were lost, or dropped unverified once the sender had no strikes
+	// left).
+	ForgedSent, ForgedBlocked, ForgedRejected uint64
+	Warnings                                  []string
+	Events                                    uint64 // simulator events processed
+	Setup, Wall                               time.Duration
 }
 
 func (s *sim) finish(wall time.Duration) {
@@ -129,6 +152,14 @@ func (s *sim) finish(wall time.Duration) {
 		g := &r.FailoverGaps
 		g.Flows = len(gaps)
 		g.Median, g.P90, g.Max = time.Duration(gaps[len(gaps)/2]), time.Duration(gaps[len(gaps)*9/10]), time.Duration(gaps[len(gaps)-1])
+	}
+	for k := range s.phases {
+		r.Heal.add(&s.phases[k].Heal)
+	}
+	if n := len(s.phases); n > 0 {
+		last := s.phases[n-1].Heal
+		r.Heal.Open, r.Heal.Mitigated = last.Open, last.Mitigated
+		r.Heal.Healthy, r.Heal.Degraded, r.Heal.Critical = last.Healthy, last.Degraded, last.Critical
 	}
 	for i := range s.nodes {
 		st := s.nodes[i].r.Stats()
@@ -181,7 +212,7 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 		o.Nodes, o.Topology, r.Links, o.Seed, o.Duration, r.Wall.Round(time.Millisecond), r.Setup.Round(time.Millisecond), r.Events)
 	p("links: delay %v mean, jitter %v, loss %.3f; probes every %v; flows %d × 1 packet/%v from %v, hop limit %d\n",
 		o.Delay, o.Jitter, o.Loss, orDefault(o.Probe, 50*time.Millisecond), o.Flows, o.PacketInterval, o.TrafficStart, o.HopLimit)
-	p("\n%-34s %9s %5s %6s %10s %9s %9s %9s %8s %8s\n", "phase", "converge", "ok", "wrong", "detect", "routing", "delivery", "disrupt", "gap-med", "gap-max")
+	p("\n%-34s %9s %8s %5s %6s %10s %9s %9s %9s %8s %8s\n", "phase", "converge", "settled", "ok", "wrong", "detect", "routing", "delivery", "disrupt", "gap-med", "gap-max")
 	for _, ph := range r.Phases {
 		ok := "yes"
 		if !ph.Converged {
@@ -195,11 +226,16 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 		if len(ev) > 34 {
 			ev = ev[:31] + "..."
 		}
-		p("%-34s %9s %5s %6d %10s %9s %9s %9d %8s %8s\n", ev, ms(ph.Convergence), ok, ph.Wrong+ph.Undetected, det,
+		settled := "-"
+		if ph.Settled > ph.Convergence {
+			settled = dur(ph.Settled)
+		}
+		p("%-34s %9s %8s %5s %6d %10s %9s %9s %9d %8s %8s\n", ev, ms(ph.Convergence), settled, ok, ph.Wrong+ph.Undetected, det,
 			fmt.Sprintf("%.0fB/s", float64(ph.Routing.Bytes)/float64(o.Nodes)/max(ph.Duration.Seconds(), 1e-9)),
 			ratio(ph.Data.DeliveredReachable, ph.Data.SentReachable), ph.Disrupted, ms(ph.GapMedian), ms(ph.GapMax))
 	}
-	p("  (converge: last routing-table change after the event, verified against shortest paths at the phase's end;\n")
+	p("  (converge: last routing-table change after the event (before the MAPE-K loop acted on a router), verified\n")
+	p("   against shortest paths at the phase's end; settled: last change including those the loop's actions caused;\n")
 	p("   detect: median/max time for link ends to declare a failed link down; routing: bytes per node per second;\n")
 	p("   delivery: of data packets sent while a path existed; gap: longest silence of disrupted flows)\n")
 	p("\ncontrol traffic per node: routing %s; link probes %s\n", perNode(r.Routing), perNode(r.Probe))
@@ -227,15 +263,132 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 		p("failover: %d flows disrupted by failures; longest gap per flow: median %s, p90 %s, max %s\n", g.Flows, ms(g.Median), ms(g.P90), ms(g.Max))
 	}
 	d := r.Drops
-	p("data drops: no route %d, hop limit %d, onto an undetected dead link %d, at a dead node %d, link loss %d\n", d.NoRoute, d.HopLimit, d.LinkDown, d.DeadNode, d.Loss)
+	p("data drops: no route %d, hop limit %d, onto an undetected dead link %d, at a dead node %d, link loss %d, quarantined %d\n", d.NoRoute, d.HopLimit, d.LinkDown, d.DeadNode, d.Loss, d.Quarantined)
 	if len(r.RouterEvents) > 0 || r.Errors > 0 {
 		p("router events %v; rejected messages %d\n", r.RouterEvents, r.Errors)
+	}
+	if !o.NoHeal {
+		r.writeHeal(p)
 	}
 	for _, w := range r.Warnings {
 		p("warning: %s\n", w)
 	}
 	return cw.n, cw.err
 }
+
+// writeHeal prints the MAPE-K section.
+func (r *Report) writeHeal(p func(string, ...any)) {
+	o := r.Options
+	p("\nMAPE-K loop (heal) on every node every %v, heal's defaults with timings scaled to that period.\n", o.HealPeriod)
+	p("  reroute: the link's advertised metric goes to the maximum (a last resort); restore: back to the measured one;\n")
+	p("  quarantine: the link is taken down at that end and the peer's traffic dropped; rekey, switch-transport and\n")
+	p("  lower-mtu are recorded as executed but do nothing here: the simulator has no sessions, transports or MTU.\n")
+	p("%-34s %7s %8s %12s %13s  %s\n", "phase", "opened", "resolved", "open(mitig.)", "health h/d/c", "incidents opened by kind; actions issued (worked/failed verdicts)")
+	for _, ph := range r.Phases {
+		h := &ph.Heal
+		ev := fmt.Sprintf("%v %s", ph.At.Round(time.Millisecond), ph.Event)
+		if len(ev) > 34 {
+			ev = ev[:31] + "..."
+		}
+		p("%-34s %7d %8d %12s %13s  %s\n", ev, h.Opened, h.Resolved, fmt.Sprintf("%d(%d)", h.Open, h.Mitigated),
+			fmt.Sprintf("%d/%d/%d", h.Healthy, h.Degraded, h.Critical), h.summary())
+	}
+	t := &r.Heal
+	p("MAPE-K total: %d incidents opened, %d resolved (symptoms gone), %d ended unjudged (subject left); at the end %d open, %d of them mitigated; nodes healthy/degraded/critical %d/%d/%d\n",
+		t.Opened, t.Resolved, t.Ended, t.Open, t.Mitigated, t.Healthy, t.Degraded, t.Critical)
+	if len(t.Actions) > 0 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(t.Actions)) {
+			c := t.Actions[k]
+			s := fmt.Sprintf("%s %d", k, c.Issued)
+			if k != "alert" && k != "restore" {
+				s += fmt.Sprintf(" (worked %d, failed %d", c.Worked, c.Failed)
+				if c.Error > 0 {
+					s += fmt.Sprintf(", error %d", c.Error)
+				}
+				if c.Other > 0 {
+					s += fmt.Sprintf(", timeout/inconclusive %d", c.Other)
+				}
+				if w := c.Issued - c.Worked - c.Failed - c.Error - c.Other; w > 0 {
+					s += fmt.Sprintf(", awaiting a verdict %d", w)
+				}
+				if k == "rekey" || k == "switch-transport" || k == "lower-mtu" {
+					s += ", a no-op here"
+				}
+				s += ")"
+			}
+			parts = append(parts, s)
+		}
+		p("MAPE-K actions: %s\n", strings.Join(parts, "; "))
+	}
+	if r.ForgedSent > 0 {
+		p("forged adverts: %d sent by forging nodes (%d more blocked by quarantines), %d verified and rejected as forged (the rest dropped unverified: no strikes left)\n",
+			r.ForgedSent, r.ForgedBlocked, r.ForgedRejected)
+	}
+	for _, L := range r.Lossy {
+		p("lossy link %d-%d (%s of messages lost each way) %v-%v: %d flows crossed it", L.A, L.B, pctf(L.Loss), L.At, L.Until.Round(time.Millisecond), L.Flows)
+		if L.Flows == 0 {
+			if L.Reroute > 0 {
+				p("; the loop rerouted it %s after the loss began (n%d)", dur(L.Reroute), L.RerouteBy)
+			}
+			p("\n")
+			continue
+		}
+		if L.Reroute > 0 {
+			p("; the loop first rerouted it %s after the loss began (n%d), when %d of them still crossed it", dur(L.Reroute), L.RerouteBy, L.OnLinkAtReroute)
+		} else {
+			p("; the loop did not reroute it")
+		}
+		if L.MetricChange > 0 {
+			p("; routing's own metric (measured loss) changed first, after %s", dur(L.MetricChange))
+		}
+		if L.Cleared > 0 {
+			p("; no flow crossed it any more after %s", dur(L.Cleared))
+		}
+		p("\n  those flows' delivery during the loss: %s before the reroute (%d packets), %s after (%d packets); still on the link when the loss ended: %d of %d\n",
+			ratio(L.Before.Delivered, L.Before.Sent), L.Before.Sent, ratio(L.After.Delivered, L.After.Sent), L.After.Sent, L.StillOnLink, L.Flows)
+	}
+}
+
+// summary is one phase's kinds and actions.
+func (h *HealStats) summary() string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(h.Kinds)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, h.Kinds[k]))
+	}
+	s := strings.Join(parts, ", ")
+	parts = parts[:0]
+	for _, k := range slices.Sorted(maps.Keys(h.Actions)) {
+		c := h.Actions[k]
+		if c.Issued == 0 && c.Worked+c.Failed == 0 {
+			continue
+		}
+		x := fmt.Sprintf("%s %d", k, c.Issued)
+		if c.Worked+c.Failed > 0 {
+			x += fmt.Sprintf(" (%d/%d)", c.Worked, c.Failed)
+		}
+		parts = append(parts, x)
+	}
+	if len(parts) > 0 {
+		if s != "" {
+			s += "; "
+		}
+		s += strings.Join(parts, ", ")
+	}
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func dur(d time.Duration) string {
+	if d < 10*time.Second {
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}
+
+func pctf(x float64) string { return fmt.Sprintf("%.0f%%", 100*x) }
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d <= 0 {

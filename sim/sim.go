@@ -10,6 +10,10 @@
 // the delivery of data packets forwarded hop by hop through the routers'
 // tables (using the alternate next hop when a link is down), as the data plane
 // does.
+//
+// Every node also runs the real MAPE-K loop (heal.Loop), fed with its link
+// monitors' samples, its router's reports and its routing table, whose
+// actions act on the simulated router (heal.go).
 package sim
 
 import (
@@ -23,6 +27,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/x0tta6bl4/x0t/heal"
 	"github.com/x0tta6bl4/x0t/identity"
 	"github.com/x0tta6bl4/x0t/linkmon"
 	"github.com/x0tta6bl4/x0t/route"
@@ -55,6 +60,11 @@ type Options struct {
 	// StretchSources is the number of random sources from which path
 	// stretch is measured to every destination at the end of each phase [32].
 	StretchSources int
+	// NoHeal turns the MAPE-K loops off: routing and link monitoring alone.
+	NoHeal bool
+	// HealPeriod is the period of every node's MAPE-K loop [1s]; heal's
+	// timings scale with it (healConfig).
+	HealPeriod time.Duration
 
 	check func(*sim, *Phase) // tests: called at the end of every phase
 }
@@ -86,6 +96,7 @@ func (o *Options) defaults() error {
 		o.Flows = 16
 	}
 	def(&o.PacketInterval, 10*time.Millisecond)
+	def(&o.HealPeriod, time.Second)
 	if o.HopLimit <= 0 {
 		o.HopLimit = 255
 	}
@@ -98,7 +109,8 @@ func (o *Options) defaults() error {
 	last := time.Duration(0)
 	for _, f := range o.Failures {
 		last = max(last, f.At, f.Until)
-		if f.Kind == "link" && (f.A >= o.Nodes || f.B >= o.Nodes) || f.Kind == "node" && f.A >= o.Nodes {
+		pair := f.Kind == "link" || f.Kind == "lossy" && !f.Busy
+		if pair && (f.A >= o.Nodes || f.B >= o.Nodes) || (f.Kind == "node" || f.Kind == "forge") && f.A >= o.Nodes {
 			return fmt.Errorf("sim: failure %v names a node beyond %d", f, o.Nodes-1)
 		}
 	}
@@ -122,19 +134,23 @@ const (
 	evMonTick
 	evFailure
 	evFlowSend
+	evHealTick   // a node's MAPE-K loop runs
+	evForge      // a forging node sends forged adverts
+	evLossyCheck // are the flows off a lossy link yet?
 )
 
 type event struct {
-	at   int64
-	seq  uint64
-	msg  []byte
-	node int32 // where it happens
-	slot int32 // adjacency slot at node (the link it arrived on)
-	aux  int32 // failure index; flow index
-	pseq int32 // data: packet number in its flow
-	ttl  int16 // data: hops left
-	ph   int16 // data: phase it was sent in
-	kind uint8
+	at    int64
+	seq   uint64
+	msg   []byte
+	node  int32 // where it happens
+	slot  int32 // adjacency slot at node (the link it arrived on)
+	aux   int32 // failure index; flow index
+	pseq  int32 // data: lossy-link window it was sent in (winNone, winBefore, winAfter)
+	ttl   int16 // data: hops left
+	ph    int16 // data: phase it was sent in
+	kind  uint8
+	reach bool // data: a path existed when it was sent
 }
 
 type adj struct {
@@ -153,13 +169,19 @@ type node struct {
 	rAt   int64
 	alive bool
 	ver   uint64 // table version last seen
+	h     *healState
+
+	forging bool // sends forged adverts (a forge failure)
+	forgeAt int64
+	forgeN  uint64
 }
 
 type flow struct {
 	src, dst  int32
 	lastRecv  int64
 	maxGap    int64
-	reachable bool // in the current phase: a path exists within the hop limit
+	reachable bool  // in the current phase: a path exists within the hop limit
+	lossy     int32 // index in Report.Lossy of the lossy link its path crossed; -1: none
 }
 
 type sim struct {
@@ -177,11 +199,30 @@ type sim struct {
 	cache *verifyCache
 	flows []flow
 
-	phases     []Phase
-	lastChange int64
-	detectWant map[[2]int32]int64 // (node, slot) → when its link failed
-	detect     []int64
-	restores   []restore
+	phases      []Phase
+	lastChange  int64
+	lastRouting int64              // last table change before the loop first acted on a router in the phase
+	detectWant  map[[2]int32]int64 // (node, slot) → when its link failed
+	detect      []int64
+	restores    []restore
+
+	// The MAPE-K loops: their own random source (so that runs without them
+	// draw the same numbers as before they existed), node IDs as heal names
+	// them, display names, scratch space.
+	hrng  *rand.Rand
+	hex   []string
+	byHex map[string]int32
+	names []string
+	hbuf  struct {
+		links []heal.LinkSample
+		peers []heal.PeerCounters
+		paths []heal.PathSample
+	}
+	stamp       []uint32
+	stampGen    uint32
+	quarantines int   // neighbours quarantined, over all nodes
+	avoided     int   // links avoided by the loops, over all nodes
+	lossyOf     []int // per failure: its index in rep.Lossy (lossy failures)
 
 	events   uint64
 	drops    DataDrops
@@ -207,6 +248,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	s := &sim{
 		o:          o,
 		rng:        rand.New(rand.NewPCG(o.Seed, 0x5eed)),
+		hrng:       rand.New(rand.NewPCG(o.Seed, 0x4ea1)),
 		epoch:      time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		index:      make(map[identity.NodeID]int32, o.Nodes),
 		detectWant: map[[2]int32]int64{},
@@ -234,12 +276,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		s.handle(&ev)
 	}
 	s.now = end
+	for li := range s.rep.Lossy {
+		s.endLossy(li)
+	}
 	s.endPhase()
 	s.finish(time.Since(start))
 	return &s.rep, nil
 }
 
 func (s *sim) nowTime() time.Time { return s.epoch.Add(time.Duration(s.now)) }
+
+// cur is the current phase.
+func (s *sim) cur() *Phase { return &s.phases[len(s.phases)-1] }
 
 func (s *sim) setup() error {
 	o := s.o
@@ -262,6 +310,14 @@ func (s *sim) setup() error {
 		s.index[n.id] = int32(i)
 		s.cache.keys = append(s.cache.keys, k.Public())
 	}
+	s.hex = make([]string, o.Nodes)
+	s.names = make([]string, o.Nodes)
+	s.byHex = make(map[string]int32, o.Nodes)
+	for i := range s.nodes {
+		s.hex[i] = s.nodes[i].id.String()
+		s.names[i] = fmt.Sprintf("n%d", i)
+		s.byHex[s.hex[i]] = int32(i)
+	}
 	s.cache.index = s.index
 	for e, ed := range s.edges {
 		a, b := &s.nodes[ed.a], &s.nodes[ed.b]
@@ -278,13 +334,17 @@ func (s *sim) setup() error {
 		}
 	}
 	s.restores = make([]restore, len(o.Failures))
+	s.lossyOf = make([]int, len(o.Failures))
+	for i := range s.lossyOf {
+		s.lossyOf[i] = -1
+	}
 	for i := 0; i < o.Flows; i++ {
 		src := s.rng.Int32N(int32(o.Nodes))
 		dst := s.rng.Int32N(int32(o.Nodes - 1))
 		if dst >= src {
 			dst++
 		}
-		s.flows = append(s.flows, flow{src: src, dst: dst, lastRecv: -1})
+		s.flows = append(s.flows, flow{src: src, dst: dst, lastRecv: -1, lossy: -1})
 		// Flows start staggered over one packet interval.
 		s.push(event{at: int64(o.TrafficStart) + s.rng.Int64N(int64(o.PacketInterval)), kind: evFlowSend, aux: int32(i)})
 	}
@@ -317,6 +377,7 @@ func (s *sim) boot(i int32) {
 		s.push(event{at: n.monAt[j], kind: evMonTick, node: i, slot: int32(j)})
 	}
 	s.rescheduleRouter(i)
+	s.bootHeal(i)
 }
 
 func putU64(b []byte, v uint64) {
@@ -404,8 +465,8 @@ func (s *sim) handle(ev *event) {
 	switch ev.kind {
 	case evMsg:
 		n := &s.nodes[ev.node]
-		if !n.alive {
-			return
+		if !n.alive || s.quarantined(ev.node, ev.slot) {
+			return // dropped unopened
 		}
 		s.receive(ev.node, ev.slot, ev.msg)
 	case evData:
@@ -430,6 +491,20 @@ func (s *sim) handle(ev *event) {
 		s.afterMon(ev.node, ev.slot)
 	case evFailure:
 		s.failure(int(ev.aux))
+	case evHealTick:
+		n := &s.nodes[ev.node]
+		if !n.alive || n.h == nil || n.h.at != ev.at {
+			return
+		}
+		s.healTick(ev.node)
+	case evForge:
+		n := &s.nodes[ev.node]
+		if !n.forging || n.forgeAt != ev.at {
+			return
+		}
+		s.forge(ev.node)
+	case evLossyCheck:
+		s.checkLossy(int(ev.aux))
 	case evFlowSend:
 		f := &s.flows[ev.aux]
 		s.push(event{at: s.now + int64(s.o.PacketInterval), kind: evFlowSend, aux: ev.aux})
@@ -438,8 +513,8 @@ func (s *sim) handle(ev *event) {
 		if f.reachable {
 			p.Data.SentReachable++
 		}
-		pseq := int32(0)
-		s.forward(&event{node: f.src, slot: -1, aux: ev.aux, pseq: pseq, ttl: int16(min(s.o.HopLimit, 32767)), ph: int16(len(s.phases) - 1)})
+		pseq := s.lossyWindow(f)
+		s.forward(&event{node: f.src, slot: -1, aux: ev.aux, pseq: pseq, ttl: int16(min(s.o.HopLimit, 32767)), ph: int16(len(s.phases) - 1), reach: f.reachable})
 	}
 }
 
@@ -460,13 +535,23 @@ func (s *sim) receive(i, slot int32, msg []byte) {
 			s.send(i, slot, reply, &s.rep.Probe)
 		}
 		if msg[0] == linkmon.TypeReply && mon.State() == linkmon.Up {
-			n.r.SetMetric(from, route.Metric(mon.SRTT(), mon.Loss()))
+			n.r.SetMetric(from, s.linkMetric(i, slot))
+			s.lossyMetric(i, slot)
 			s.afterRouter(i)
 		}
 		s.afterMon(i, slot)
 	default:
 		mon.Heard()
-		if err := n.r.Receive(from, msg); err != nil && !errors.Is(err, route.ErrRateLimited) {
+		err := n.r.Receive(from, msg)
+		switch {
+		case err == nil:
+		case errors.Is(err, route.ErrRateLimited):
+			if n.h != nil {
+				n.h.flooded[slot]++
+			}
+		case errors.Is(err, route.ErrForged) && s.nodes[n.adj[slot].nbr].forging:
+			// Expected: counted from the router's events (afterRouter).
+		default:
 			s.rep.Errors++
 		}
 		s.afterRouter(i)
@@ -480,10 +565,29 @@ func (s *sim) send(i, slot int32, msg []byte, c *Traffic) {
 	c.Bytes += uint64(len(msg))
 	a := s.nodes[i].adj[slot]
 	e := &s.edges[a.edge]
-	if !e.up || !s.nodes[a.nbr].alive || (s.o.Loss > 0 && s.rng.Float64() < s.o.Loss) {
+	if !e.up || e.quar || !s.nodes[a.nbr].alive || s.lost(e) {
 		return
 	}
 	s.push(event{at: s.now + s.latency(e), kind: evMsg, node: a.nbr, slot: a.back, msg: msg})
+}
+
+// lost draws whether a message crossing e is lost: the mesh-wide loss, then
+// the link's own (a lossy failure).
+func (s *sim) lost(e *edge) bool {
+	if s.o.Loss > 0 && s.rng.Float64() < s.o.Loss {
+		return true
+	}
+	return e.loss > 0 && s.rng.Float64() < e.loss
+}
+
+// edgeLive reports whether the cable of link e carries traffic: not cut, and
+// neither end quarantined the other.
+func (s *sim) edgeLive(e int32) bool { return s.edges[e].up && !s.edges[e].quar }
+
+// linkUsable is the data plane's view of node i's link at slot: its monitor
+// says up and the neighbour is not quarantined.
+func (s *sim) linkUsable(i, slot int32) bool {
+	return slot >= 0 && s.nodes[i].mon[slot].State() == linkmon.Up && !s.quarantined(i, slot)
 }
 
 func (s *sim) latency(e *edge) int64 {
@@ -520,10 +624,22 @@ func (s *sim) afterRouter(i int32) {
 	}
 	for _, e := range n.r.Events() {
 		s.rep.RouterEvents[e.Kind.String()]++
+		if e.Kind == route.EventForged || e.Kind == route.EventMalformed {
+			k := s.slotOf(i, e.Neighbour)
+			if k >= 0 && n.h != nil {
+				n.h.forged[k]++
+			}
+			if k >= 0 && s.nodes[n.adj[k].nbr].forging {
+				s.rep.ForgedRejected++
+			}
+		}
 	}
 	if v := n.r.Table().Version(); v != n.ver {
 		n.ver = v
 		s.lastChange = s.now
+		if s.cur().healAt < 0 {
+			s.lastRouting = s.now
+		}
 	}
 	s.rescheduleRouter(i)
 }
@@ -544,7 +660,9 @@ func (s *sim) afterMon(i, slot int32) {
 	from := s.nodes[n.adj[slot].nbr].id
 	for _, e := range mon.Events() {
 		if e.State == linkmon.Up {
-			n.r.LinkUp(from, route.Metric(mon.SRTT(), mon.Loss()))
+			if !s.quarantined(i, slot) {
+				n.r.LinkUp(from, s.linkMetric(i, slot))
+			}
 		} else {
 			n.r.LinkDown(from)
 			if t, ok := s.detectWant[[2]int32{i, slot}]; ok {
@@ -580,8 +698,9 @@ func (s *sim) forward(ev *event) {
 		return
 	}
 	if ev.node == f.dst {
+		s.lossyDelivered(f, ev.pseq)
 		ph.Data.Delivered++
-		if ph.reach[ev.aux] {
+		if ev.reach {
 			ph.Data.DeliveredReachable++
 		}
 		if f.lastRecv >= 0 {
@@ -597,10 +716,7 @@ func (s *sim) forward(ev *event) {
 	if ev.slot >= 0 {
 		from = s.nodes[n.adj[ev.slot].nbr].id
 	}
-	up := func(id identity.NodeID) bool {
-		k := s.slotOf(ev.node, id)
-		return k >= 0 && n.mon[k].State() == linkmon.Up
-	}
+	up := func(id identity.NodeID) bool { return s.linkUsable(ev.node, s.slotOf(ev.node, id)) }
 	next, ok := n.r.Table().NextHop(s.nodes[f.dst].id, from, up)
 	if !ok {
 		s.drops.NoRoute++
@@ -617,11 +733,15 @@ func (s *sim) forward(ev *event) {
 		s.drops.LinkDown++
 		return
 	}
-	if s.o.Loss > 0 && s.rng.Float64() < s.o.Loss {
+	if e.quar {
+		s.drops.Quarantined++
+		return
+	}
+	if s.lost(e) {
 		s.drops.Loss++
 		return
 	}
-	s.push(event{at: s.now + s.latency(e), kind: evData, node: a.nbr, slot: a.back, aux: ev.aux, pseq: ev.pseq, ttl: ev.ttl - 1, ph: ev.ph})
+	s.push(event{at: s.now + s.latency(e), kind: evData, node: a.nbr, slot: a.back, aux: ev.aux, pseq: ev.pseq, ttl: ev.ttl - 1, ph: ev.ph, reach: ev.reach})
 }
 
 // failure applies failure i (or, for -1-i, its end).
@@ -641,6 +761,14 @@ func (s *sim) failure(i int) {
 		for _, j := range r.nodes {
 			s.nodes[j].alive = true
 			s.boot(j)
+		}
+		switch f.Kind {
+		case "lossy":
+			if li := s.lossyOf[i]; li >= 0 {
+				s.endLossy(li)
+			}
+		case "forge":
+			s.nodes[f.A].forging = false
 		}
 		desc = "restore " + f.String()
 	} else {
@@ -673,6 +801,14 @@ func (s *sim) failure(i int) {
 			}
 			s.rng.Shuffle(len(live), func(a, b int) { live[a], live[b] = live[b], live[a] })
 			r.nodes = live[:min(f.Count, len(live))]
+		case "lossy":
+			if e, ok := s.startLossy(i, f); !ok {
+				s.rep.Warnings = append(s.rep.Warnings, fmt.Sprintf("%v: no such link (or no flow crosses any)", f))
+			} else if f.Busy {
+				desc = fmt.Sprintf(" (%d-%d)", s.edges[e].a, s.edges[e].b)
+			}
+		case "forge":
+			s.startForging(int32(f.A))
 		}
 		for _, e := range r.edges {
 			ed := &s.edges[e]
@@ -687,7 +823,7 @@ func (s *sim) failure(i int) {
 			}
 		}
 		s.restores[i] = r
-		desc = f.String()
+		desc = f.String() + desc
 		if f.Kind == "random" || f.Kind == "randnode" {
 			desc += " " + s.describe(r)
 		}

@@ -114,8 +114,8 @@ func TestRunConvergesAndDelivers(t *testing.T) {
 }
 
 func TestDeterministic(t *testing.T) {
-	fs, _ := ParseFailures("random:2@5s")
-	o := Options{Nodes: 40, Topology: "random", Seed: 11, Failures: fs, Settle: 3 * time.Second}
+	fs, _ := ParseFailures("random:2@5s,lossy:busy=0.3@6s,forge:3@7s")
+	o := Options{Nodes: 40, Topology: "random", Seed: 11, Failures: fs, Settle: 10 * time.Second}
 	a, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)

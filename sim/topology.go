@@ -13,8 +13,10 @@ import (
 // edge is an undirected simulated link.
 type edge struct {
 	a, b  int32
-	delay int64 // one-way, ns
-	up    bool  // the cable: false while cut
+	delay int64   // one-way, ns
+	up    bool    // the cable: false while cut
+	loss  float64 // extra per-message loss while degraded (lossy failures)
+	quar  bool    // one end quarantined the other: nothing crosses it
 }
 
 // buildTopology returns the links of a line, grid or random topology. Delays
@@ -141,13 +143,18 @@ func (u unionFind) find(i int) int {
 func (u unionFind) union(a, b int) { u[u.find(a)] = u.find(b) }
 
 // Failure is one scheduled fault. Kind is "link", "node", "random" (that many
-// random links) or "randnode" (that many random nodes). A and B name the link
-// (node indices) or A the node; Count is for the random kinds. Until, if not
-// zero, is when the link is restored or the node restarts.
+// random links), "randnode" (that many random nodes), "lossy" (a degraded
+// link that loses Loss of the messages crossing it, each way; Busy: the link
+// most flows cross at At) or "forge" (node A sends forged adverts). A and B
+// name the link (node indices) or A the node; Count is for the random kinds.
+// Until, if not zero, is when the link is restored, the node restarts, the
+// loss ends or the forging stops.
 type Failure struct {
 	Kind  string
 	A, B  int
 	Count int
+	Loss  float64
+	Busy  bool
 	At    time.Duration
 	Until time.Duration
 }
@@ -159,6 +166,15 @@ func (f Failure) String() string {
 		s = fmt.Sprintf("link:%d-%d", f.A, f.B)
 	case "node":
 		s = fmt.Sprintf("node:%d", f.A)
+	case "forge":
+		s = fmt.Sprintf("forge:%d", f.A)
+	case "lossy":
+		if f.Busy {
+			s = "lossy:busy"
+		} else {
+			s = fmt.Sprintf("lossy:%d-%d", f.A, f.B)
+		}
+		s += "=" + strconv.FormatFloat(f.Loss, 'g', -1, 64)
 	default:
 		s = fmt.Sprintf("%s:%d", f.Kind, f.Count)
 	}
@@ -175,6 +191,12 @@ func (f Failure) String() string {
 //	node:N@T[-T2]     crash node N at T (restart it, with a fresh router, at T2)
 //	random:K@T[-T2]   cut K random live links at T (restore them at T2)
 //	randnode:K@T[-T2] crash K random live nodes at T (restart them at T2)
+//	lossy:A-B=P@T[-T2] the link between A and B loses a fraction P (0 < P < 1)
+//	                  of the messages crossing it, each way, from T (until T2):
+//	                  degraded, not cut
+//	lossy:busy=P@T[-T2] the same for the link that the most data flows cross at T
+//	forge:N@T[-T2]    node N sends its neighbours forged adverts (another
+//	                  origin's links, signed with its own key) from T (until T2)
 //
 // Times are Go durations ("20s", "1m30s", "500ms"); nodes are numbered from 0.
 func ParseFailures(spec string) ([]Failure, error) {
@@ -243,8 +265,37 @@ func parseFailure(item string) (Failure, error) {
 		if f.Count, err = num(target); err != nil || f.Count == 0 {
 			return Failure{}, fmt.Errorf("bad count %q", target)
 		}
+	case "forge":
+		if f.A, err = num(target); err != nil {
+			return Failure{}, err
+		}
+	case "lossy":
+		link, p, ok := strings.Cut(target, "=")
+		if !ok {
+			return Failure{}, fmt.Errorf("want lossy:A-B=P or lossy:busy=P")
+		}
+		if f.Loss, err = strconv.ParseFloat(p, 64); err != nil || !(f.Loss > 0 && f.Loss < 1) {
+			return Failure{}, fmt.Errorf("bad loss %q (want 0 < P < 1)", p)
+		}
+		if link == "busy" {
+			f.Busy = true
+			break
+		}
+		a, b, ok := strings.Cut(link, "-")
+		if !ok {
+			return Failure{}, fmt.Errorf("want lossy:A-B=P or lossy:busy=P")
+		}
+		if f.A, err = num(a); err != nil {
+			return Failure{}, err
+		}
+		if f.B, err = num(b); err != nil {
+			return Failure{}, err
+		}
+		if f.A == f.B {
+			return Failure{}, fmt.Errorf("a link joins two different nodes")
+		}
 	default:
-		return Failure{}, fmt.Errorf("unknown kind %q (want link, node, random or randnode)", kind)
+		return Failure{}, fmt.Errorf("unknown kind %q (want link, node, random, randnode, lossy or forge)", kind)
 	}
 	return f, nil
 }

@@ -20,11 +20,15 @@ func simCmd() *cobra.Command {
 		Short: "Simulate a mesh of many nodes on simulated time (the real router and link monitor)",
 		Long: `Simulate a mesh of many nodes in one process: the real routing protocol and link
 monitoring, with the real message formats and hybrid signatures, over an in-memory
-network with delay, loss and cuts, on simulated time. Prints convergence after start
-and after each failure, control traffic per node, path stretch and delivery.
+network with delay, loss and cuts, on simulated time; every node also runs its
+MAPE-K self-healing loop. Prints convergence after start and after each failure,
+control traffic per node, path stretch, delivery, and the loops' incidents and actions.
 
-Failures: link:A-B@T[-T2]  node:N@T[-T2]  random:K@T[-T2]  randnode:K@T[-T2]
-(a cut or crash at T, restored at T2), comma separated.`,
+Failures, comma separated (a cut, crash or fault at T, ended at T2):
+  link:A-B@T[-T2]  node:N@T[-T2]  random:K@T[-T2]  randnode:K@T[-T2]
+  lossy:A-B=P@T[-T2]   the link loses a fraction P of messages each way
+  lossy:busy=P@T[-T2]  the same on the link most flows cross at T
+  forge:N@T[-T2]       node N sends its neighbours forged adverts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -58,5 +62,6 @@ Failures: link:A-B@T[-T2]  node:N@T[-T2]  random:K@T[-T2]  randnode:K@T[-T2]
 	f.DurationVar(&o.Duration, "duration", 0, "simulated time (default: last failure + 10s, at least 20s)")
 	f.Float64Var(&o.Loss, "loss", 0, "per-message loss on every link (0..1)")
 	f.IntVar(&o.Flows, "flows", 0, "simulated data flows (default 16)")
+	f.BoolVar(&o.NoHeal, "no-heal", false, "run routing alone, without the MAPE-K loops")
 	return cmd
 }
