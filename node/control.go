@@ -407,7 +407,7 @@ func (n *Node) flushStaged(p *Peer, kp *session.Keypair, now time.Time) bool {
 	for _, pkt := range staged {
 		buf := make([]byte, headroom+len(pkt)+2*wire.TagSize)
 		copy(buf[headroom:], pkt)
-		m, err := n.encap(p, buf, len(pkt), now)
+		m, err := n.encap(p, buf, len(pkt), new(session.RelayScratch), now)
 		if errors.Is(err, errTooBig) {
 			n.stats.DropTooBig.Add(1) // the sender's retransmission gets its answer
 			continue
@@ -438,7 +438,7 @@ func (n *Node) sendKeepalive(p *Peer, kp *session.Keypair, now time.Time) {
 		return
 	}
 	buf := make([]byte, headroom+2*wire.TagSize)
-	m, err := n.encap(p, buf, 0, now)
+	m, err := n.encap(p, buf, 0, new(session.RelayScratch), now)
 	if err != nil {
 		return
 	}

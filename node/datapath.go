@@ -19,17 +19,17 @@ import (
 
 // Buffer layout. A packet from the device is read at headroom, so that it can
 // be sealed in place for its destination (e2e header just before it) and, when
-// it travels through the mesh, wrapped for the next hop (forwarding header and
-// link header before that) without a copy:
+// it travels through the mesh, wrapped for the next hop (a relayed packet's
+// link layer before that, wire.RelayHeaderSize) without a copy:
 //
-//	0        16               36           52
-//	| link   | forward header | e2e header | IP packet ... | e2e tag | link tag |
+//	0        16               36         52           68
+//	| link   | forward header | link tag | e2e header | IP packet ... | e2e tag |
 //
-// A packet to a direct peer uses only the e2e part, starting at 36.
+// A packet to a direct peer uses only the e2e part, starting at 52.
 const (
-	offset   = wire.DataHeaderSize                            // where received plaintext starts
-	headroom = 2*wire.DataHeaderSize + wire.ForwardHeaderSize // where packets from the device start
-	e2eStart = headroom - wire.DataHeaderSize
+	offset   = wire.DataHeaderSize                        // where received plaintext starts
+	headroom = wire.RelayHeaderSize + wire.DataHeaderSize // where packets from the device start
+	e2eStart = wire.RelayHeaderSize
 )
 
 func closedErr(err error) bool {
@@ -44,18 +44,19 @@ var (
 
 // encap seals buf, which holds a packet of plen bytes at buf[headroom:], for
 // peer p, and returns the datagram to send. When p is not reached directly, the
-// sealed packet is wrapped for the next hop and sealed again with that link's
-// session: relays see the destination, nothing else. It does not allocate.
-func (n *Node) encap(p *Peer, buf []byte, plen int, now time.Time) (transport.Message, error) {
+// sealed packet is wrapped for the next hop as a relayed packet (type 6), whose
+// link layer is sealed with that link's session (ad is the caller's scratch
+// for it): relays see the destination, nothing else. It does not allocate.
+func (n *Node) encap(p *Peer, buf []byte, plen int, ad *session.RelayScratch, now time.Time) (transport.Message, error) {
 	var via *Peer
 	if !p.direct() {
 		via = n.nextHop(p.id, identity.NodeID{})
 	}
-	return n.sealVia(p, via, buf, plen, now)
+	return n.sealVia(p, via, buf, plen, ad, now)
 }
 
 // sealVia is encap with the first hop chosen: nil (or p) sends straight to p.
-func (n *Node) sealVia(p, via *Peer, buf []byte, plen int, now time.Time) (transport.Message, error) {
+func (n *Node) sealVia(p, via *Peer, buf []byte, plen int, ad *session.RelayScratch, now time.Time) (transport.Message, error) {
 	kp := p.current.Load()
 	if kp == nil || kp.Expired(now) {
 		return transport.Message{}, errNoSession
@@ -84,9 +85,9 @@ func (n *Node) sealVia(p, via *Peer, buf []byte, plen int, now time.Time) (trans
 	if err != nil {
 		return transport.Message{}, errNoSession
 	}
-	wire.PutForwardHeader(buf[offset:e2eStart], wire.DefaultHopLimit, p.id)
-	l, err = vkp.Seal(buf, wire.ForwardHeaderSize+l, now)
-	if err != nil {
+	wire.PutForwardHeader(buf[offset:], wire.DefaultHopLimit, p.id)
+	l += e2eStart
+	if err := vkp.SealRelay(buf[:l], ad, now); err != nil {
 		return transport.Message{}, errNoRoute
 	}
 	via.lastSent.Store(now.UnixNano())
@@ -115,6 +116,7 @@ type outbound struct {
 	msgs  []transport.Message
 
 	ptb, ptbBufs [][]byte // an ICMP packet-too-big on its way to the device
+	relayAD      session.RelayScratch
 }
 
 func (n *Node) newOutbound() *outbound {
@@ -175,7 +177,7 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 			continue
 		}
 		n.fw.noteOutbound(pkt, now) // before sealing encrypts pkt in place
-		m, err := n.encap(p, o.bufs[i], size, now)
+		m, err := n.encap(p, o.bufs[i], size, &o.relayAD, now)
 		switch {
 		case errors.Is(err, errNoRoute):
 			n.stats.DropNoRoute.Add(1)
@@ -220,6 +222,7 @@ type inbound struct {
 	out     []transport.Message // relayed packets and probe replies
 	lastIdx uint32
 	last    indexEntry
+	relayAD session.RelayScratch
 }
 
 func (n *Node) newInbound() *inbound {
@@ -274,6 +277,13 @@ func (n *Node) openBatch(in *inbound, k int, now time.Time) {
 			}
 			p.setEndpoint(m.Addr) // roaming: an authenticated packet says where the peer is
 			n.onLink(in, p, m, pt, now)
+		case wire.TypeRelay:
+			if p := n.onRelay(in, m, b, now); p == nil {
+				select {
+				case n.unknown <- m.Addr:
+				default:
+				}
+			}
 		case wire.TypeFragment, wire.TypeInitiation, wire.TypeResponse, wire.TypeCookieReply:
 			n.enqueueFront(inboundMsg{data: append([]byte(nil), b...), src: m.Addr})
 		default:
@@ -301,16 +311,36 @@ func (n *Node) openSession(in *inbound, b []byte, now time.Time) (*Peer, []byte,
 		n.stats.DropMalformed.Add(1)
 		return nil, nil, false
 	}
+	e, ok := n.lookupIndex(in, idx)
+	if !ok {
+		return nil, nil, false
+	}
+	pt, err := e.kp.Open(b, counter, now)
+	if !n.opened(e, err, now) {
+		return e.peer, nil, false
+	}
+	return e.peer, pt, true
+}
+
+// lookupIndex finds the keypair for a receiver index (the batch's last one
+// first: a batch usually comes from one peer).
+func (n *Node) lookupIndex(in *inbound, idx uint32) (indexEntry, bool) {
 	e := in.last
 	if e.kp == nil || idx != in.lastIdx {
 		var ok bool
 		if e, ok = n.index.lookup(idx); !ok || e.kp == nil {
 			n.stats.DropUnknownSession.Add(1)
-			return nil, nil, false
+			return indexEntry{}, false
 		}
 		in.last, in.lastIdx = e, idx
 	}
-	pt, err := e.kp.Open(b, counter, now)
+	return e, true
+}
+
+// opened records the outcome of opening a packet on e's keypair: a failure is
+// counted against the peer; a success is news from it, and confirms its
+// next keypair.
+func (n *Node) opened(e indexEntry, err error, now time.Time) bool {
 	if err != nil {
 		n.stats.countOpenError(err)
 		if errors.Is(err, session.ErrReplay) {
@@ -318,14 +348,76 @@ func (n *Node) openSession(in *inbound, b []byte, now time.Time) (*Peer, []byte,
 		} else {
 			e.peer.faults.badAEAD.Add(1)
 		}
-		return e.peer, nil, false
+		return false
 	}
-	p := e.peer
-	p.lastRecv.Store(now.UnixNano())
-	if p.next.Load() == e.kp {
-		n.confirm(p, e.kp)
+	e.peer.lastRecv.Store(now.UnixNano())
+	if e.peer.next.Load() == e.kp {
+		n.confirm(e.peer, e.kp)
 	}
-	return p, pt, true
+	return true
+}
+
+// onRelay handles a relayed data packet (type 6) from a neighbour: its link
+// layer is opened here; a packet for us is then opened end to end, a packet
+// for another node gets its hop limit decremented and is sealed for the next
+// link in place. It returns the neighbour, nil when the header is malformed
+// or its receiver index unknown (as openSession). It does not allocate.
+func (n *Node) onRelay(in *inbound, m *transport.Message, b []byte, now time.Time) *Peer {
+	idx, counter, err := wire.ParseRelayHeader(b)
+	if err != nil {
+		n.stats.DropMalformed.Add(1)
+		return nil
+	}
+	e, ok := n.lookupIndex(in, idx)
+	if !ok {
+		return nil
+	}
+	from := e.peer
+	if !n.opened(e, e.kp.OpenRelay(b, counter, &in.relayAD, now), now) {
+		return from
+	}
+	from.setEndpoint(m.Addr)
+	const fh = wire.DataHeaderSize + wire.ForwardHeaderSize
+	hop, dst, err := wire.ParseForwardHeader(b[wire.DataHeaderSize:fh])
+	if err != nil {
+		n.stats.DropMalformed.Add(1)
+		return from
+	}
+	if identity.NodeID(dst) == n.ID() {
+		p, ipt, ok := n.openSession(in, b[wire.RelayHeaderSize:], now)
+		if !ok || len(ipt) == 0 || !wire.IsIPPacket(ipt) {
+			return from // a keepalive through the mesh, or counted by openSession
+		}
+		if n.acceptIP(p, ipt, now) {
+			// The IP packet sits at RelayHeaderSize+DataHeaderSize; hand the
+			// device a slice whose offset lands on it.
+			in.tunBufs = append(in.tunBufs, m.Buf[wire.RelayHeaderSize:wire.RelayHeaderSize+offset+len(ipt)])
+		}
+		return from
+	}
+	if hop <= 1 {
+		n.stats.DropHopLimit.Add(1)
+		return from
+	}
+	via := n.nextHop(dst, from.id)
+	if via == nil {
+		n.stats.DropNoRoute.Add(1)
+		return from
+	}
+	kp, ep := via.current.Load(), via.endpoint.Load()
+	if kp == nil || ep == nil {
+		n.stats.DropNoRoute.Add(1)
+		return from
+	}
+	b[wire.DataHeaderSize+1] = hop - 1
+	if err := kp.SealRelay(b, &in.relayAD, now); err != nil {
+		n.stats.DropNoRoute.Add(1)
+		return from
+	}
+	via.lastSent.Store(now.UnixNano())
+	n.stats.Forwarded.Add(1)
+	in.out = append(in.out, transport.Message{Buf: m.Buf[:len(b)], N: len(b), Addr: *ep})
+	return from
 }
 
 // onLink handles the plaintext of a packet from a direct neighbour: an IP

@@ -12,6 +12,7 @@ import (
 	"github.com/x0tta6bl4/x0t/identity"
 	"github.com/x0tta6bl4/x0t/overlay"
 	"github.com/x0tta6bl4/x0t/policy"
+	"github.com/x0tta6bl4/x0t/session"
 	"github.com/x0tta6bl4/x0t/transport"
 	"github.com/x0tta6bl4/x0t/wire"
 )
@@ -211,9 +212,10 @@ func (m *dpMesh) stages(from, to int) []stage {
 	now := m.now
 	buf := make([]byte, headroom+len(pkt)+2*wire.TagSize)
 	var sealed transport.Message
+	var ad session.RelayScratch
 	seal := func() error {
 		copy(buf[headroom:], pkt)
-		msg, err := src.encap(p, buf, len(pkt), now)
+		msg, err := src.encap(p, buf, len(pkt), &ad, now)
 		if err != nil {
 			return fmt.Errorf("encap: %w", err)
 		}
@@ -275,6 +277,17 @@ func (m *dpMesh) stages(from, to int) []stage {
 			}
 			in := m.ins[from+1]
 			b := in.msgs[0].Buf[:copy(in.msgs[0].Buf, sealed.Buf[:sealed.N])]
+			if wire.PacketType(b) == wire.TypeRelay { // the link layer of a relayed packet
+				idx, counter, err := wire.ParseRelayHeader(b)
+				if err != nil {
+					return err
+				}
+				e, ok := next.lookupIndex(in, idx)
+				if !ok {
+					return errors.New("unknown index")
+				}
+				return e.kp.OpenRelay(b, counter, &in.relayAD, now)
+			}
 			if _, _, ok := next.openSession(in, b, now); !ok {
 				return errors.New("open failed")
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/x0tta6bl4/x0t/identity"
 	"github.com/x0tta6bl4/x0t/overlay"
+	"github.com/x0tta6bl4/x0t/session"
 	"github.com/x0tta6bl4/x0t/transport"
 	"github.com/x0tta6bl4/x0t/wire"
 )
@@ -145,7 +146,7 @@ func (n *Node) Ping(ctx context.Context, p *Peer, path string, seq uint16) (Ping
 	}
 	buf := make([]byte, headroom+len(pkt)+2*wire.TagSize)
 	copy(buf[headroom:], pkt)
-	msg, err := n.sealVia(p, via, buf, len(pkt), now)
+	msg, err := n.sealVia(p, via, buf, len(pkt), new(session.RelayScratch), now)
 	if err != nil {
 		return res, fmt.Errorf("node: ping %s: %w", p.Name(), err)
 	}

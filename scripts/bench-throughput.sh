@@ -17,7 +17,8 @@
 #                   bin/wireguard-go, else go install golang.zx2c4.com/wireguard@latest into bin/)
 #   WG_MTU=1440     MTU of both tunnels, wireguard-go's and x0t's (see below)
 #   UDP_LEN=1400    UDP payload bytes (-l)
-#   PING_COUNT=200  echo requests per variant and round (5 ms apart)
+#   PING_COUNT=200  echo requests per variant and round
+#   PING_INTERVAL=0.005  seconds between them
 #   PROFILE=dir     also save 5 s CPU profiles of every x0t node during a
 #                   single-stream run, direct and relayed, as
 #                   dir/{x0t,relay}-{a,b,c}.pprof (needs curl)
@@ -58,6 +59,7 @@ WG_GO=${WG_GO:-}
 WG_MTU=${WG_MTU:-1440}
 UDP_LEN=${UDP_LEN:-1400}
 PING_COUNT=${PING_COUNT:-200}
+PING_INTERVAL=${PING_INTERVAL:-0.005}
 PROFILE=${PROFILE:-}
 
 while (($#)); do
@@ -291,7 +293,7 @@ iperf_once() {
 
 # ping_once VARIANT: append per-packet RTTs in µs to RESULTS.
 ping_once() {
-	ip netns exec "$NS_A" ping -n -c "$PING_COUNT" -i 0.005 -W 1 "${ADDR[$1]}" 2>/dev/null |
+	ip netns exec "$NS_A" ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "${ADDR[$1]}" 2>/dev/null |
 		awk -v v="$1" '/time=/ {sub(/.*time=/, ""); printf "%s rtt %.0f\n", v, $1 * 1000}' >>"$RESULTS" || true
 }
 

@@ -117,6 +117,61 @@ func (kp *Keypair) Open(pkt []byte, counter uint64, now time.Time) ([]byte, erro
 	return pt, nil
 }
 
+// RelayScratch is room for a relayed packet's associated data. Each goroutine
+// that seals or opens relayed packets keeps its own, so that neither
+// allocates (the AEAD interface would move a stack array to the heap).
+type RelayScratch [wire.RelayADSize]byte
+
+// SealRelay seals the link layer of a relayed data packet in place (layout in
+// package wire). On entry pkt[DataHeaderSize:DataHeaderSize+ForwardHeaderSize]
+// holds the forwarding header in plaintext and pkt[RelayHeaderSize:] a sealed
+// end-to-end data packet; SealRelay writes the header, encrypts the
+// forwarding header and writes the link tag. The end-to-end packet is not
+// encrypted again: its AEAD already protects it, and the link tag binds its
+// header, tag and length, so a relay accepts only what a neighbour sent.
+//
+// Relayed and data packets share the keypair's counter, so nonces never
+// repeat across the two; the type byte, in the associated data of both,
+// keeps one from passing for the other.
+func (kp *Keypair) SealRelay(pkt []byte, ad *RelayScratch, now time.Time) error {
+	c := kp.counter.Add(1) - 1
+	if c >= RejectAfterMessages {
+		kp.counter.Store(RejectAfterMessages)
+		return ErrExhausted
+	}
+	if now.Sub(kp.Created) >= RejectAfterTime {
+		return ErrExpired
+	}
+	wire.PutRelayHeader(pkt, kp.RemoteIndex, c)
+	wire.RelayAD(ad[:], pkt)
+	const fh = wire.DataHeaderSize + wire.ForwardHeaderSize
+	kp.send.Seal(pkt[wire.DataHeaderSize:wire.DataHeaderSize], pkt[4:wire.DataHeaderSize],
+		pkt[wire.DataHeaderSize:fh], ad[:])
+	return nil
+}
+
+// OpenRelay authenticates a relayed packet's link layer and decrypts its
+// forwarding header in place; pkt has passed wire.ParseRelayHeader and
+// counter is its header's counter. The end-to-end packet is left to its
+// destination.
+func (kp *Keypair) OpenRelay(pkt []byte, counter uint64, ad *RelayScratch, now time.Time) error {
+	if now.Sub(kp.Created) >= RejectAfterTime {
+		return ErrExpired
+	}
+	if !kp.replay.mayAccept(counter) {
+		return ErrReplay
+	}
+	wire.RelayAD(ad[:], pkt)
+	if _, err := kp.recv.Open(pkt[wire.DataHeaderSize:wire.DataHeaderSize], pkt[4:wire.DataHeaderSize],
+		pkt[wire.DataHeaderSize:wire.RelayHeaderSize], ad[:]); err != nil {
+		return ErrAuth
+	}
+	if !kp.replay.Accept(counter) {
+		return ErrReplay
+	}
+	return nil
+}
+
 // SendCounter returns the next counter to be used.
 func (kp *Keypair) SendCounter() uint64 { return kp.counter.Load() }
 

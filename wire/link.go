@@ -1,6 +1,9 @@
 package wire
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // The plaintext of a data packet on a link (a session between direct
 // neighbours) is one of:
@@ -61,17 +64,83 @@ func ParseForward(b []byte) (hopLimit uint8, dst [16]byte, inner []byte, err err
 	if len(b) < ForwardHeaderSize+1 {
 		return 0, dst, nil, ErrShort
 	}
-	if b[0] != LinkForward {
-		return 0, dst, nil, ErrType
-	}
-	if b[2]|b[3] != 0 {
-		return 0, dst, nil, ErrReserved
+	if hopLimit, dst, err = ParseForwardHeader(b[:ForwardHeaderSize]); err != nil {
+		return 0, dst, nil, err
 	}
 	switch PacketType(b[ForwardHeaderSize:]) {
 	case TypeData, TypeFragment, TypeCookieReply:
 	default:
 		return 0, dst, nil, fmt.Errorf("%w: forwarded datagram of type %d", ErrMalformed, b[ForwardHeaderSize])
 	}
+	return hopLimit, dst, b[ForwardHeaderSize:], nil
+}
+
+// ParseForwardHeader decodes the ForwardHeaderSize bytes of a forwarding
+// header alone (as a relayed packet carries it).
+func ParseForwardHeader(b []byte) (hopLimit uint8, dst [16]byte, err error) {
+	if len(b) != ForwardHeaderSize {
+		return 0, dst, ErrShort
+	}
+	if b[0] != LinkForward {
+		return 0, dst, ErrType
+	}
+	if b[2]|b[3] != 0 {
+		return 0, dst, ErrReserved
+	}
 	copy(dst[:], b[4:20])
-	return b[1], dst, b[ForwardHeaderSize:], nil
+	return b[1], dst, nil
+}
+
+// A relayed data packet (type 6) carries an end-to-end data packet through
+// one link of a multi-hop path. Only its first RelayHeaderSize bytes are the
+// link's: the end-to-end packet after them is already sealed by the source
+// for the destination, and is not encrypted a second time:
+//
+//	0   type = 6, reserved (3)
+//	4   receiver index (u32), as in a data packet, for the link's session
+//	8   counter (u64), the link session's send counter
+//	16  forwarding header (ForwardHeaderSize), encrypted with the link key
+//	36  link tag (TagSize)
+//	52  end-to-end data packet (type 4): header, ciphertext, tag
+//
+// The link tag authenticates the header, the forwarding header and, as
+// associated data, the end-to-end packet's header, tag and length (RelayAD);
+// the end-to-end packet's own AEAD covers the rest.
+const RelayHeaderSize = DataHeaderSize + ForwardHeaderSize + TagSize
+
+// RelayADSize is the size of a relayed packet's associated data.
+const RelayADSize = DataHeaderSize + DataHeaderSize + TagSize + 2
+
+// PutRelayHeader writes the first DataHeaderSize bytes of a relayed packet.
+func PutRelayHeader(b []byte, receiver uint32, counter uint64) {
+	PutDataHeader(b, receiver, counter)
+	b[0] = TypeRelay
+}
+
+// ParseRelayHeader decodes a relayed packet's header. The packet must hold a
+// whole link layer and an end-to-end data packet (at least its header and tag).
+func ParseRelayHeader(b []byte) (receiver uint32, counter uint64, err error) {
+	if len(b) < RelayHeaderSize+DataOverhead {
+		return 0, 0, ErrShort
+	}
+	if b[0] != TypeRelay || b[RelayHeaderSize] != TypeData {
+		return 0, 0, ErrType
+	}
+	if b[1]|b[2]|b[3] != 0 {
+		return 0, 0, ErrReserved
+	}
+	return binary.LittleEndian.Uint32(b[4:8]), binary.LittleEndian.Uint64(b[8:16]), nil
+}
+
+// RelayAD writes into ad (RelayADSize bytes) the associated data of relayed
+// packet b: its 16-byte header, the end-to-end packet's header and tag, and
+// the end-to-end packet's length (u16, big endian). b must have passed
+// ParseRelayHeader (or be a packet being sealed with the same layout).
+func RelayAD(ad, b []byte) {
+	_ = ad[RelayADSize-1]
+	inner := b[RelayHeaderSize:]
+	copy(ad[0:16], b[:DataHeaderSize])
+	copy(ad[16:32], inner[:DataHeaderSize])
+	copy(ad[32:48], inner[len(inner)-TagSize:])
+	binary.BigEndian.PutUint16(ad[48:50], uint16(len(inner)))
 }

@@ -16,6 +16,7 @@ const (
 	TypeCookieReply = 3
 	TypeData        = 4
 	TypeFragment    = 5
+	TypeRelay       = 6
 )
 
 // Sizes of the data packet.

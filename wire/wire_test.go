@@ -181,9 +181,29 @@ func FuzzDecoders(f *testing.F) {
 		StaticCt: make([]byte, MLKEMCtSize), EncEmpty: make([]byte, 16), MAC1: make([]byte, 16), MAC2: make([]byte, 16)}))
 	f.Add(AppendCookieReply(nil, &CookieReply{Nonce: make([]byte, 24), EncCookie: make([]byte, 32)}))
 	f.Add([]byte{TypeInitiation, 0, 0, 0})
+	relay := make([]byte, RelayHeaderSize+DataOverhead)
+	PutRelayHeader(relay, 1, 2)
+	PutDataHeader(relay[RelayHeaderSize:], 3, 4)
+	f.Add(relay)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if _, _, err := ParseDataHeader(b); err == nil && b[0] != TypeData {
 			t.Fatal("data header of another type accepted")
+		}
+		if _, _, err := ParseRelayHeader(b); err == nil {
+			if b[0] != TypeRelay || len(b) < RelayHeaderSize+DataOverhead || b[RelayHeaderSize] != TypeData {
+				t.Fatal("relayed packet accepted with a wrong type or length")
+			}
+			ad := make([]byte, RelayADSize)
+			RelayAD(ad, b) // must not panic on anything ParseRelayHeader accepts
+		}
+		if len(b) >= ForwardHeaderSize {
+			if hop, dst, err := ParseForwardHeader(b[:ForwardHeaderSize]); err == nil {
+				h := make([]byte, ForwardHeaderSize)
+				PutForwardHeader(h, hop, dst)
+				if !bytes.Equal(h, b[:ForwardHeaderSize]) {
+					t.Fatal("forwarding header does not re-encode")
+				}
+			}
 		}
 		if m, err := ParseInitiation(b); err == nil {
 			if !bytes.Equal(AppendInitiation(nil, m), b) {
@@ -240,6 +260,29 @@ func TestForwardHeader(t *testing.T) {
 	}
 	if IsIPPacket([]byte{LinkForward}) || !IsIPPacket([]byte{0x45}) || !IsIPPacket([]byte{0x60}) || IsIPPacket(nil) {
 		t.Fatal("IsIPPacket")
+	}
+}
+
+func TestRelayHeader(t *testing.T) {
+	b := make([]byte, RelayHeaderSize+DataOverhead)
+	PutRelayHeader(b, 0x01020304, 7)
+	PutDataHeader(b[RelayHeaderSize:], 9, 1)
+	if r, c, err := ParseRelayHeader(b); err != nil || r != 0x01020304 || c != 7 {
+		t.Fatalf("round trip: %x %d %v", r, c, err)
+	}
+	if _, _, err := ParseRelayHeader(b[:len(b)-1]); !errors.Is(err, ErrShort) {
+		t.Fatalf("short: %v", err)
+	}
+	b[RelayHeaderSize] = TypeFragment // only data is relayed this way
+	if _, _, err := ParseRelayHeader(b); !errors.Is(err, ErrType) {
+		t.Fatalf("inner fragment: %v", err)
+	}
+	b[RelayHeaderSize], b[2] = TypeData, 1
+	if _, _, err := ParseRelayHeader(b); !errors.Is(err, ErrReserved) {
+		t.Fatalf("reserved: %v", err)
+	}
+	if _, _, err := ParseForwardHeader(make([]byte, ForwardHeaderSize-1)); !errors.Is(err, ErrShort) {
+		t.Fatalf("short forwarding header: %v", err)
 	}
 }
 

@@ -1,0 +1,110 @@
+package node
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/x0tta6bl4/x0t/session"
+	"github.com/x0tta6bl4/x0t/wire"
+)
+
+// TestRelayedPacketRefusals drives a relay (the middle of a line n0–n1–n2)
+// by hand with relayed packets (type 6) from n0 for n2: a genuine one is
+// forwarded and delivered; a replay, a changed link layer, a packet whose hop
+// limit ran out and a truncated one are dropped at the relay and counted; a
+// changed end-to-end payload passes the relay (it is not the link's to check)
+// and is dropped and counted at the destination, never written to its device.
+func TestRelayedPacketRefusals(t *testing.T) {
+	m := newDPMesh(t, 3)
+	src, relay, dst := m.nodes[0], m.nodes[1], m.nodes[2]
+	from := m.conns[0].LocalAddr()
+	var ad session.RelayScratch
+
+	// sealed returns a relayed packet from n0 to n2 as n0 sends it.
+	sealed := func() []byte {
+		t.Helper()
+		pkt := m.packet(0, 2)
+		buf := make([]byte, headroom+len(pkt)+2*wire.TagSize)
+		copy(buf[headroom:], pkt)
+		msg, err := src.encap(m.peer(0, 2), buf, len(pkt), &ad, m.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wire.PacketType(msg.Buf) != wire.TypeRelay {
+			t.Fatalf("n0 sent type %d to n2, want a relayed packet", wire.PacketType(msg.Buf))
+		}
+		return bytes.Clone(msg.Buf[:msg.N])
+	}
+	// toRelay hands b to the relay as if it came from n0.
+	toRelay := func(b []byte) {
+		in := m.ins[1]
+		in.msgs[0].N = copy(in.msgs[0].Buf, b)
+		in.msgs[0].Addr = from
+		relay.openBatch(in, 1, m.now)
+	}
+	// atDestination receives one datagram at n2 and processes it.
+	atDestination := func() {
+		t.Helper()
+		if err := m.receive(2, 1); err != nil {
+			t.Fatal(err)
+		}
+		dst.openBatch(m.ins[2], 1, m.now)
+	}
+	type counts struct{ fwd, auth, replay, hop, malformed, rx, dstAuth uint64 }
+	read := func() counts {
+		return counts{relay.stats.Forwarded.Load(), relay.stats.DropAuth.Load(), relay.stats.DropReplay.Load(),
+			relay.stats.DropHopLimit.Load(), relay.stats.DropMalformed.Load(), dst.stats.RxPackets.Load(), dst.stats.DropAuth.Load()}
+	}
+
+	genuine := sealed()
+	before := read()
+	toRelay(genuine)
+	atDestination()
+	if err := m.drain(2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if c := read(); c.fwd != before.fwd+1 || c.rx != before.rx+1 {
+		t.Fatalf("genuine packet: forwarded %d→%d, delivered %d→%d", before.fwd, c.fwd, before.rx, c.rx)
+	}
+
+	check := func(name string, b []byte, want func(before, after counts) bool) {
+		t.Helper()
+		before := read()
+		toRelay(b)
+		if after := read(); !want(before, after) || after.fwd != before.fwd {
+			t.Errorf("%s: counters %+v → %+v", name, before, after)
+		}
+	}
+	check("replay", genuine, func(b, a counts) bool { return a.replay == b.replay+1 })
+	for _, i := range []int{9, 20, 40, wire.RelayHeaderSize + 4, len(genuine) - 1} {
+		bad := sealed()
+		bad[i] ^= 1
+		check("changed byte of the link layer or e2e header/tag", bad, func(b, a counts) bool { return a.auth == b.auth+1 })
+	}
+	check("truncated", sealed()[:wire.RelayHeaderSize+wire.DataOverhead-1], func(b, a counts) bool { return a.malformed == b.malformed+1 })
+
+	// Hop limit 1 on arrival: the relay may not pass it on.
+	pkt := m.packet(0, 2)
+	buf := make([]byte, headroom+len(pkt)+2*wire.TagSize)
+	copy(buf[headroom:], pkt)
+	l, err := m.peer(0, 2).current.Load().Seal(buf[e2eStart:], len(pkt), m.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire.PutForwardHeader(buf[offset:], 1, m.nodes[2].ID())
+	if err := m.peer(0, 1).current.Load().SealRelay(buf[:e2eStart+l], &ad, m.now); err != nil {
+		t.Fatal(err)
+	}
+	check("hop limit", buf[:e2eStart+l], func(b, a counts) bool { return a.hop == b.hop+1 })
+
+	// A changed end-to-end ciphertext: forwarded, refused at the destination.
+	bad := sealed()
+	bad[wire.RelayHeaderSize+wire.DataHeaderSize+30] ^= 0x80
+	before = read()
+	toRelay(bad)
+	atDestination()
+	if c := read(); c.fwd != before.fwd+1 || c.dstAuth != before.dstAuth+1 || c.rx != before.rx {
+		t.Fatalf("changed payload: forwarded %d→%d, destination auth drops %d→%d, delivered %d→%d",
+			before.fwd, c.fwd, before.dstAuth, c.dstAuth, before.rx, c.rx)
+	}
+}
