@@ -18,7 +18,10 @@
 #   WG_MTU=1440     MTU of both tunnels, wireguard-go's and x0t's (see below)
 #   UDP_LEN=1400    UDP payload bytes (-l)
 #   PING_COUNT=200  echo requests per variant and round
-#   PING_INTERVAL=0.005  seconds between them
+#   PING_INTERVAL=0.005  seconds between them (rtt)
+#   PING_BUSY_INTERVAL=0.0005  the same for a second series, a steady stream
+#                   (stream rtt): CPUs that go idle between echoes make every
+#                   wakeup slow on a VM, so both are shown
 #   PROFILE=dir     also save 5 s CPU profiles of every x0t node during a
 #                   single-stream run, direct and relayed, as
 #                   dir/{x0t,relay}-{a,b,c}.pprof (needs curl)
@@ -31,7 +34,7 @@
 # (rtt is a ratio of latencies: lower is better for x0t; NA where not measured),
 # after
 #   RELAY x0t a-b-c/a-b tcp1=0.85 tcp4=0.90 udp=0.80
-#   LATENCY x0t-veth rtt_us=+45 (limit +100)
+#   LATENCY x0t-veth rtt_us=+45 stream_rtt_us=+40 (limit +100)
 #   ALLOCS x0t node-a mallocs/packet=0.001 node-b mallocs/packet=0.002
 #
 # Needs root, iproute2, iperf3, iputils-ping, procps; for wg also wireguard-tools
@@ -60,6 +63,7 @@ WG_MTU=${WG_MTU:-1440}
 UDP_LEN=${UDP_LEN:-1400}
 PING_COUNT=${PING_COUNT:-200}
 PING_INTERVAL=${PING_INTERVAL:-0.005}
+PING_BUSY_INTERVAL=${PING_BUSY_INTERVAL:-0.0005}
 PROFILE=${PROFILE:-}
 
 while (($#)); do
@@ -291,10 +295,10 @@ iperf_once() {
 	awk -v b="$bps" 'BEGIN {printf "%.3f\n", b / 1e9}'
 }
 
-# ping_once VARIANT: append per-packet RTTs in µs to RESULTS.
+# ping_once VARIANT CELL INTERVAL: append per-packet RTTs in µs to RESULTS.
 ping_once() {
-	ip netns exec "$NS_A" ping -n -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "${ADDR[$1]}" 2>/dev/null |
-		awk -v v="$1" '/time=/ {sub(/.*time=/, ""); printf "%s rtt %.0f\n", v, $1 * 1000}' >>"$RESULTS" || true
+	ip netns exec "$NS_A" ping -n -c "$PING_COUNT" -i "$3" -W 1 "${ADDR[$1]}" 2>/dev/null |
+		awk -v v="$1" -v c="$2" '/time=/ {sub(/.*time=/, ""); printf "%s %s %.0f\n", v, c, $1 * 1000}' >>"$RESULTS" || true
 }
 
 CELLS=(tcp1 tcp4 udp)
@@ -312,7 +316,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		lib_log "$line"
 	done
 	for v in "${VARIANTS[@]}"; do
-		ping_once "$v"
+		ping_once "$v" rtt "$PING_INTERVAL"
+		ping_once "$v" rttb "$PING_BUSY_INTERVAL"
 	done
 done
 
@@ -387,7 +392,7 @@ fmt() { awk -v x="$1" -v d="$2" 'BEGIN {if (x == "NA") print "NA"; else printf "
 
 declare -A M=()
 for v in veth x0t relay wg; do
-	for c in "${CELLS[@]}" rtt; do
+	for c in "${CELLS[@]}" rtt rttb; do
 		if want "$v"; then M[$v.$c]=$(median "$v" "$c"); else M[$v.$c]=NA; fi
 	done
 done
@@ -407,6 +412,8 @@ for c in "${CELLS[@]}"; do
 done
 printf '%-14s %10s %10s %14s %10s\n' "rtt µs (med)" "$(fmt "${M[veth.rtt]}" 0)" "$(fmt "${M[x0t.rtt]}" 0)" \
 	"$(fmt "${M[wg.rtt]}" 0)" "$(ratio "${M[x0t.rtt]}" "${M[wg.rtt]}")"
+printf '%-14s %10s %10s %14s %10s\n' "rtt, stream" "$(fmt "${M[veth.rttb]}" 0)" "$(fmt "${M[x0t.rttb]}" 0)" \
+	"$(fmt "${M[wg.rttb]}" 0)" "$(ratio "${M[x0t.rttb]}" "${M[wg.rttb]}")"
 if want relay; then
 	echo
 	printf '%-14s %10s %10s %14s\n' "" "x0t a-b" "x0t a-b-c" "relayed/direct"
@@ -420,7 +427,7 @@ echo "samples (min..max over rounds):"
 for v in "${VARIANTS[@]}"; do
 	line="  ${LABEL[$v]}:"
 	for c in "${CELLS[@]}"; do line+=" $c $(spread "$v" "$c")"; done
-	line+=" rtt_us $(spread "$v" rtt)"
+	line+=" rtt_us $(spread "$v" rtt) stream_rtt_us $(spread "$v" rttb)"
 	echo "$line"
 done
 echo
@@ -430,7 +437,8 @@ for v in veth x0t relay wg; do
 done
 want relay && echo "RELAY x0t a-b-c/a-b tcp1=$(ratio "${M[relay.tcp1]}" "${M[x0t.tcp1]}") tcp4=$(ratio "${M[relay.tcp4]}" "${M[x0t.tcp4]}") udp=$(ratio "${M[relay.udp]}" "${M[x0t.udp]}")"
 if want x0t && want veth; then
-	echo "LATENCY x0t-veth rtt_us=$(awk -v x="${M[x0t.rtt]}" -v v="${M[veth.rtt]}" 'BEGIN {if (x == "NA" || v == "NA") print "NA"; else printf "%+.0f\n", x - v}') (limit +100)"
+	diff() { awk -v x="$1" -v v="$2" 'BEGIN {if (x == "NA" || v == "NA") print "NA"; else printf "%+.0f\n", x - v}'; }
+	echo "LATENCY x0t-veth rtt_us=$(diff "${M[x0t.rtt]}" "${M[veth.rtt]}") stream_rtt_us=$(diff "${M[x0t.rttb]}" "${M[veth.rttb]}") (limit +100)"
 fi
 [[ -n $ALLOCS_LINE ]] && echo "$ALLOCS_LINE"
 echo "RATIO x0t/wireguard-go tcp1=$(ratio "${M[x0t.tcp1]}" "${M[wg.tcp1]}") tcp4=$(ratio "${M[x0t.tcp4]}" "${M[wg.tcp4]}") udp=$(ratio "${M[x0t.udp]}" "${M[wg.udp]}") rtt=$(ratio "${M[x0t.rtt]}" "${M[wg.rtt]}")"
