@@ -2,73 +2,20 @@ package control_test
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/x0tta6bl4/x0t/api"
 	"github.com/x0tta6bl4/x0t/control"
 	"github.com/x0tta6bl4/x0t/control/apitypes"
 	"github.com/x0tta6bl4/x0t/controlclient"
+	"github.com/x0tta6bl4/x0t/internal/testutil"
 )
-
-// scrapeMetrics fetches and parses a Prometheus text exposition over HTTP.
-func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: %s: %s", url, resp.Status, b)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing %s: %v", url, err)
-	}
-	return fams
-}
-
-// sample returns the value of the first series of a family whose labels
-// include the given pairs (the count of a histogram), or -1 if none.
-func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	f := fams[name]
-	if f == nil {
-		return -1
-	}
-next:
-	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	return -1
-}
 
 // TestControlMetricsScrape scrapes a control plane's metrics listener over
 // real HTTP before and after an admin request, an enrollment, a netmap
@@ -79,9 +26,9 @@ func TestControlMetricsScrape(t *testing.T) {
 	// A second control plane in the same process has a registry of its own.
 	other := startServer(t, func(c *control.Config) { c.MetricsListen = "127.0.0.1:0" })
 	url := "http://" + ts.srv.MetricsAddr().String() + "/metrics"
-	before := scrapeMetrics(t, url)
-	if sample(before, "x0t_control_enrollments_total", "result", "approved") != 0 {
-		t.Fatalf("enrollments before any: %v", sample(before, "x0t_control_enrollments_total", "result", "approved"))
+	before := testutil.Scrape(t, url)
+	if testutil.Sample(before, "x0t_control_enrollments_total", "result", "approved") != 0 {
+		t.Fatalf("enrollments before any: %v", testutil.Sample(before, "x0t_control_enrollments_total", "result", "approved"))
 	}
 
 	ctx := context.Background()
@@ -101,7 +48,7 @@ func TestControlMetricsScrape(t *testing.T) {
 	resp.Body.Close()
 	must[*apitypes.Mesh](t)(ts.admin.GetMesh(ctx, "metered"))
 
-	after := scrapeMetrics(t, url)
+	after := testutil.Scrape(t, url)
 	for _, name := range control.MetricNames() {
 		if after[name] == nil {
 			t.Errorf("family %s missing from the scrape", name)
@@ -132,7 +79,7 @@ func TestControlMetricsScrape(t *testing.T) {
 		{"x0t_control_heartbeats_total", nil, 1},
 		{"x0t_control_http_requests_in_flight", nil, 1}, // the open stream
 	} {
-		v0, v1 := sample(before, c.name, c.labels...), sample(after, c.name, c.labels...)
+		v0, v1 := testutil.Sample(before, c.name, c.labels...), testutil.Sample(after, c.name, c.labels...)
 		if v1 < c.atLeast || v1 <= v0 {
 			t.Errorf("%s%v: %v -> %v, want at least %v", c.name, c.labels, v0, v1, c.atLeast)
 		}
@@ -147,17 +94,17 @@ func TestControlMetricsScrape(t *testing.T) {
 	// The stream ends: the gauges come down.
 	w.cancel()
 	deadline := time.Now().Add(5 * time.Second)
-	for sample(scrapeMetrics(t, url), "x0t_control_nodes_connected") != 0 {
+	for testutil.Sample(testutil.Scrape(t, url), "x0t_control_nodes_connected") != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("nodes_connected did not come down after the stream ended")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	if v := sample(scrapeMetrics(t, "http://"+other.srv.MetricsAddr().String()+"/metrics"), "x0t_control_enrollments_total", "result", "approved"); v != 0 {
+	if v := testutil.Sample(testutil.Scrape(t, "http://"+other.srv.MetricsAddr().String()+"/metrics"), "x0t_control_enrollments_total", "result", "approved"); v != 0 {
 		t.Errorf("the other control plane counted %v enrollments", v)
 	}
-	problems, err := testutil.GatherAndLint(ts.srv.Registry())
+	problems, err := promtest.GatherAndLint(ts.srv.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +138,7 @@ func TestControlMetricsRejectedEnrollment(t *testing.T) {
 		byName[f.GetName()] = f
 	}
 	for result, want := range map[string]float64{"approved": 1, "existing": 1, "rejected": 1, "pending": 0, "error": 0} {
-		if got := sample(byName, "x0t_control_enrollments_total", "result", result); got != want {
+		if got := testutil.Sample(byName, "x0t_control_enrollments_total", "result", result); got != want {
 			t.Errorf("enrollments{result=%q} = %v, want %v", result, got, want)
 		}
 	}

@@ -3,8 +3,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"reflect"
@@ -16,65 +14,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/x0tta6bl4/x0t/identity"
+	"github.com/x0tta6bl4/x0t/internal/testutil"
 	"github.com/x0tta6bl4/x0t/lab"
 	"github.com/x0tta6bl4/x0t/node"
 	"github.com/x0tta6bl4/x0t/overlay"
 	"github.com/x0tta6bl4/x0t/transport"
 )
-
-// scrape fetches url over HTTP and parses the text exposition.
-func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: %s: %s", url, resp.Status, b)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing %s: %v", url, err)
-	}
-	return fams
-}
-
-// value returns the value of the series of family name whose labels include
-// want (label=value pairs), or -1 if there is none.
-func value(fams map[string]*dto.MetricFamily, name string, want ...string) float64 {
-	f := fams[name]
-	if f == nil {
-		return -1
-	}
-next:
-	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(want); i += 2 {
-			if have[want[i]] != want[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		}
-	}
-	return -1
-}
 
 // TestNodeMetricsScrape serves a running node's registry over real HTTP,
 // scrapes it before and after traffic and a rekey, and checks that every
@@ -100,7 +49,7 @@ func TestNodeMetricsScrape(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	before := scrape(t, srv.URL)
+	before := testutil.Scrape(t, srv.URL)
 	for _, name := range node.MetricNames() {
 		if before[name] == nil {
 			t.Errorf("family %s missing from the scrape", name)
@@ -131,7 +80,7 @@ func TestNodeMetricsScrape(t *testing.T) {
 	if _, err := a.Ping(ctx, b, false, 99); err != nil {
 		t.Fatal(err)
 	}
-	after := scrape(t, srv.URL)
+	after := testutil.Scrape(t, srv.URL)
 
 	peer := []string{"peer", "beta", "peer_id", b.Cert.ID().String()}
 	moved := []struct {
@@ -150,12 +99,12 @@ func TestNodeMetricsScrape(t *testing.T) {
 		{"x0t_node_peer_last_handshake_timestamp_seconds", peer},
 	}
 	for _, m := range moved {
-		v0, v1 := value(before, m.name, m.labels...), value(after, m.name, m.labels...)
+		v0, v1 := testutil.Sample(before, m.name, m.labels...), testutil.Sample(after, m.name, m.labels...)
 		if v0 < 0 || v1 <= v0 {
 			t.Errorf("%s%v did not move: %v -> %v", m.name, m.labels, v0, v1)
 		}
 	}
-	if v := value(after, "x0t_node_handshakes_completed_total"); v < 1 {
+	if v := testutil.Sample(after, "x0t_node_handshakes_completed_total"); v < 1 {
 		t.Errorf("handshakes completed = %v", v)
 	}
 	for _, c := range []struct {
@@ -174,18 +123,18 @@ func TestNodeMetricsScrape(t *testing.T) {
 		{"x0t_node_handshakes_failed_total", []string{"reason", "decrypt"}, 0},
 		{"x0t_node_info", []string{"node", "alpha", "mesh", "test"}, 1},
 	} {
-		if v := value(after, c.name, c.labels...); v != c.want {
+		if v := testutil.Sample(after, c.name, c.labels...); v != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, v, c.want)
 		}
 	}
-	if rtt := value(after, "x0t_node_link_rtt_seconds", peer...); rtt <= 0 || rtt > 1 {
+	if rtt := testutil.Sample(after, "x0t_node_link_rtt_seconds", peer...); rtt <= 0 || rtt > 1 {
 		t.Errorf("link RTT %v s on loopback", rtt)
 	}
-	if loss := value(after, "x0t_node_link_loss_ratio", peer...); loss < 0 || loss > 1 {
+	if loss := testutil.Sample(after, "x0t_node_link_loss_ratio", peer...); loss < 0 || loss > 1 {
 		t.Errorf("link loss %v", loss)
 	}
 
-	problems, err := testutil.GatherAndLint(reg)
+	problems, err := promtest.GatherAndLint(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +179,7 @@ func TestMetricsCoverStats(t *testing.T) {
 // families a dashboard may use.
 func TestMetricNamesWithoutNetwork(t *testing.T) {
 	reg := node.NewRegistry(idleNode(t))
-	problems, err := testutil.GatherAndLint(reg)
+	problems, err := promtest.GatherAndLint(reg)
 	if err != nil {
 		t.Fatal(err)
 	}

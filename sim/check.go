@@ -15,6 +15,30 @@ const infDist = math.MaxUint64
 // a path within the hop limit on the surviving topology, fresh counters.
 func (s *sim) startPhase(desc string) {
 	p := Phase{At: time.Duration(s.now), Event: desc, gaps: make([]int64, len(s.flows)), reach: make([]bool, len(s.flows)), start: s.now, healAt: -1}
+	s.updateReach(func(k int, f *flow, was bool) {
+		p.reach[k] = f.reachable
+		if f.reachable && !was && f.lastRecv >= 0 {
+			// A path exists again: its gap counts from now, not from when the
+			// destination was cut off.
+			f.lastRecv = s.now
+		}
+	})
+	s.phases = append(s.phases, p)
+	s.lastChange, s.lastRouting = s.now, s.now
+}
+
+// reachChanged recomputes, after a change of the topology within a phase (a
+// quarantine), which flows have a path; a flow that lost it is no longer
+// judged on its gaps in this phase.
+func (s *sim) reachChanged() {
+	p := s.cur()
+	s.updateReach(func(k int, f *flow, _ bool) { p.reach[k] = p.reach[k] && f.reachable })
+}
+
+// updateReach recomputes for every flow whether a path within the hop limit
+// exists on the surviving topology (one BFS per source), then calls fn with
+// the flow and whether it was reachable before.
+func (s *sim) updateReach(fn func(k int, f *flow, was bool)) {
 	hops := map[int32][]int32{}
 	for k := range s.flows {
 		f := &s.flows[k]
@@ -26,33 +50,7 @@ func (s *sim) startPhase(desc string) {
 		d := h[f.dst]
 		was := f.reachable
 		f.reachable = d >= 0 && int(d) < s.o.HopLimit
-		p.reach[k] = f.reachable
-		if f.reachable && !was && f.lastRecv >= 0 {
-			// A path exists again: its gap counts from now, not from when the
-			// destination was cut off.
-			f.lastRecv = s.now
-		}
-	}
-	s.phases = append(s.phases, p)
-	s.lastChange, s.lastRouting = s.now, s.now
-}
-
-// reachChanged recomputes, after a change of the topology within a phase (a
-// quarantine), which flows have a path; a flow that lost it is no longer
-// judged on its gaps in this phase.
-func (s *sim) reachChanged() {
-	p := s.cur()
-	hops := map[int32][]int32{}
-	for k := range s.flows {
-		f := &s.flows[k]
-		h, ok := hops[f.src]
-		if !ok {
-			h = s.bfs(f.src)
-			hops[f.src] = h
-		}
-		d := h[f.dst]
-		f.reachable = d >= 0 && int(d) < s.o.HopLimit
-		p.reach[k] = p.reach[k] && f.reachable
+		fn(k, f, was)
 	}
 }
 

@@ -242,20 +242,27 @@ func parseFailure(item string) (Failure, error) {
 		}
 		return v, nil
 	}
-	switch kind {
-	case "link":
-		a, b, ok := strings.Cut(target, "-")
+	// link parses "A-B" into f.A and f.B.
+	link := func(s, want string) error {
+		a, b, ok := strings.Cut(s, "-")
 		if !ok {
-			return Failure{}, fmt.Errorf("want link:A-B")
+			return fmt.Errorf("want %s", want)
 		}
 		if f.A, err = num(a); err != nil {
-			return Failure{}, err
+			return err
 		}
 		if f.B, err = num(b); err != nil {
-			return Failure{}, err
+			return err
 		}
 		if f.A == f.B {
-			return Failure{}, fmt.Errorf("a link joins two different nodes")
+			return fmt.Errorf("a link joins two different nodes")
+		}
+		return nil
+	}
+	switch kind {
+	case "link":
+		if err := link(target, "link:A-B"); err != nil {
+			return Failure{}, err
 		}
 	case "node":
 		if f.A, err = num(target); err != nil {
@@ -270,29 +277,19 @@ func parseFailure(item string) (Failure, error) {
 			return Failure{}, err
 		}
 	case "lossy":
-		link, p, ok := strings.Cut(target, "=")
+		ends, p, ok := strings.Cut(target, "=")
 		if !ok {
 			return Failure{}, fmt.Errorf("want lossy:A-B=P or lossy:busy=P")
 		}
 		if f.Loss, err = strconv.ParseFloat(p, 64); err != nil || !(f.Loss > 0 && f.Loss < 1) {
 			return Failure{}, fmt.Errorf("bad loss %q (want 0 < P < 1)", p)
 		}
-		if link == "busy" {
+		if ends == "busy" {
 			f.Busy = true
 			break
 		}
-		a, b, ok := strings.Cut(link, "-")
-		if !ok {
-			return Failure{}, fmt.Errorf("want lossy:A-B=P or lossy:busy=P")
-		}
-		if f.A, err = num(a); err != nil {
+		if err := link(ends, "lossy:A-B=P or lossy:busy=P"); err != nil {
 			return Failure{}, err
-		}
-		if f.B, err = num(b); err != nil {
-			return Failure{}, err
-		}
-		if f.A == f.B {
-			return Failure{}, fmt.Errorf("a link joins two different nodes")
 		}
 	default:
 		return Failure{}, fmt.Errorf("unknown kind %q (want link, node, random, randnode, lossy or forge)", kind)
