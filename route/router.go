@@ -47,6 +47,7 @@ type Config struct {
 	SyncInterval         time.Duration // database summary to each neighbour [60s]
 	RxmtInterval         time.Duration // retransmit an unacknowledged advert [1s]
 	AckDelay             time.Duration // batch acknowledgements [20ms]
+	PullDelay            time.Duration // ask for adverts a neighbour's summary listed and we lack, if still missing after [100ms]
 	SPFDelay             time.Duration // SPF after a quiet period [10ms]
 	SPFHold              time.Duration // first hold between SPF runs in a burst, doubling [50ms]
 	SPFMaxHold           time.Duration // longest hold [250ms]: a router in hold-down next to one that is not makes a micro-loop
@@ -81,6 +82,7 @@ func (c *Config) defaults() {
 	def(&c.SyncInterval, 60*time.Second)
 	def(&c.RxmtInterval, time.Second)
 	def(&c.AckDelay, 20*time.Millisecond)
+	def(&c.PullDelay, 100*time.Millisecond)
 	def(&c.SPFDelay, 10*time.Millisecond)
 	def(&c.SPFHold, 50*time.Millisecond)
 	def(&c.SPFMaxHold, 250*time.Millisecond)
@@ -184,6 +186,12 @@ const (
 	// lying one can not make us spend much CPU on signature checks.
 	strikeBurst  = 8
 	strikeRefill = 10 * time.Second
+	// A pull (our summary of the range holding adverts a neighbour listed
+	// and we lack) is repeated every RxmtInterval while any is still
+	// missing, up to maxPullTries times; at most maxWant adverts per
+	// neighbour are remembered for it. The periodic sync repairs the rest.
+	maxPullTries = 4
+	maxWant      = 4096
 )
 
 type lsdbEntry struct {
@@ -231,6 +239,11 @@ type neighbour struct {
 	strikes  float64
 	reported time.Time
 	heard    time.Time
+	// want holds the adverts (origin → seq) the neighbour's summaries
+	// listed that we lack; a pull for those still missing is due at pullAt.
+	want      map[identity.NodeID]uint64
+	pullAt    time.Time
+	pullTries uint8
 }
 
 type deferredLSA struct {
@@ -736,13 +749,29 @@ func (r *Router) take(n *neighbour, now time.Time) bool {
 }
 
 // receiveSummary pushes to the neighbour every advert in the summary's range
-// that it lacks or holds an older copy of. What it has and we lack arrives
-// when it handles our summary: both ends send one when the link comes up and
-// every SyncInterval.
+// that it lacks or holds an older copy of, and pulls those it lists that we
+// lack: after PullDelay, whichever are still missing are asked for with our
+// own summary of their range, to which the neighbour answers with the same
+// push. So one summary, in either direction, brings both ends level, whatever
+// each end's view of the link when it was sent or handled: the two ends of a
+// link come up at different moments, and an advert that reaches one end
+// before its link is up is not flooded over it.
 func (r *Router) receiveSummary(n *neighbour, s Summary, now time.Time) {
 	theirs := make(map[identity.NodeID]uint64, len(s.Entries))
 	for _, e := range s.Entries {
 		theirs[e.Origin] = e.Seq
+		if !r.lacks(e.Origin, e.Seq) {
+			continue
+		}
+		if n.want == nil {
+			n.want = make(map[identity.NodeID]uint64)
+		}
+		if w, ok := n.want[e.Origin]; ok || len(n.want) < maxWant {
+			n.want[e.Origin] = max(w, e.Seq)
+		}
+	}
+	if len(n.want) > 0 && n.pullAt.IsZero() {
+		n.pullAt, n.pullTries = now.Add(r.cfg.PullDelay), 0
 	}
 	var push []identity.NodeID
 	for id, e := range r.lsdb {
@@ -756,22 +785,76 @@ func (r *Router) receiveSummary(n *neighbour, s Summary, now time.Time) {
 	}
 }
 
+// lacks reports whether an advert of origin with sequence seq would be new
+// to us: newer than the one we hold, than one waiting in the arrival limit,
+// and than the tombstone of an aged-out one.
+func (r *Router) lacks(origin identity.NodeID, seq uint64) bool {
+	if e := r.lsdb[origin]; e != nil {
+		return seq > e.seq
+	}
+	if d := r.deferred[origin]; d != nil && d.raw.seq() >= seq {
+		return false
+	}
+	if t, ok := r.tombs[origin]; ok && seq <= t.seq {
+		return false
+	}
+	return true
+}
+
+// pull asks the neighbour for the adverts its summaries listed that are
+// still missing here, by sending our summary of their range; it gives up
+// after maxPullTries.
+func (r *Router) pull(n *neighbour, now time.Time) {
+	var lo, hi identity.NodeID
+	first := true
+	for id, seq := range n.want {
+		if !r.lacks(id, seq) {
+			delete(n.want, id)
+			continue
+		}
+		if first || cmpID(&id, &lo) < 0 {
+			lo = id
+		}
+		if first || cmpID(&id, &hi) > 0 {
+			hi = id
+		}
+		first = false
+	}
+	if len(n.want) == 0 || n.pullTries >= maxPullTries {
+		n.want, n.pullAt, n.pullTries = nil, time.Time{}, 0
+		return
+	}
+	n.pullTries++
+	n.pullAt = now.Add(r.cfg.RxmtInterval)
+	r.sendSummaryRange(n, lo, hi)
+}
+
 // sendSummary sends our whole database as summaries covering the ID space
 // without gaps, MaxEntries per message.
 func (r *Router) sendSummary(n *neighbour) {
+	var lo, hi identity.NodeID
+	for i := range hi {
+		hi[i] = 0xff
+	}
+	r.sendSummaryRange(n, lo, hi)
+}
+
+// sendSummaryRange sends our adverts in [lo, hi] as summaries covering that
+// range without gaps, MaxEntries per message.
+func (r *Router) sendSummaryRange(n *neighbour, lo, hi identity.NodeID) {
 	es := make([]Entry, 0, len(r.lsdb))
 	for id, e := range r.lsdb {
-		es = append(es, Entry{Origin: id, Seq: e.seq})
+		if cmpID(&id, &lo) >= 0 && cmpID(&id, &hi) <= 0 {
+			es = append(es, Entry{Origin: id, Seq: e.seq})
+		}
 	}
 	slices.SortFunc(es, func(a, b Entry) int { return cmpID(&a.Origin, &b.Origin) })
-	var from identity.NodeID
+	from := lo
 	for {
 		k := min(len(es), MaxEntries)
 		s := Summary{From: from, Entries: es[:k]}
 		if k == len(es) {
-			for i := range s.To {
-				s.To[i] = 0xff
-			}
+			s.To = hi
 		} else {
 			s.To = es[k].Origin
 			decID(&s.To)
@@ -852,6 +935,7 @@ func (r *Router) NextDeadline() time.Time {
 		if n.up {
 			early(n.syncAt)
 		}
+		early(n.pullAt)
 	}
 	return t
 }
@@ -871,6 +955,9 @@ func (r *Router) Tick() {
 			n.syncs++
 			n.syncAt = now.Add(r.jitter(r.cfg.SyncInterval, n.syncs^idSalt(n.id)))
 			r.sendSummary(n)
+		}
+		if !n.pullAt.IsZero() && !now.Before(n.pullAt) {
+			r.pull(n, now)
 		}
 	}
 	if !r.rxmtAt.IsZero() && !now.Before(r.rxmtAt) {

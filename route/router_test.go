@@ -2,6 +2,8 @@ package route
 
 import (
 	"errors"
+	"math/rand/v2"
+	"sort"
 	"testing"
 	"time"
 
@@ -448,5 +450,106 @@ func TestPerOriginArrivalLimitDefers(t *testing.T) {
 	h.run(50 * time.Millisecond)
 	if r0.lsdb[nid(7)].seq != 300 || r0.Stats().Accepted == 0 {
 		t.Fatalf("deferred advert not installed: seq %d", r0.lsdb[nid(7)].seq)
+	}
+}
+
+// TestSyncAfterAsymmetricLinkUp: each end of a link decides on its own when
+// the link is up. B hears A's summary (A's link is up, B's not yet) before C's
+// advert reaches B; when B's links come up, C's advert is old news at B and is
+// not flooded, and A's summary, handled earlier, asked for nothing more. B's
+// summary must bring A what it lacks (A pulls it), well before the periodic
+// sync; and if A's pull is lost, A asks again.
+func TestSyncAfterAsymmetricLinkUp(t *testing.T) {
+	for _, lose := range []bool{false, true} {
+		h := newHarness(t, 3, nil)
+		a, b, c := nid(0), nid(1), nid(2)
+		h.r[a].LinkUp(b, 10)
+		h.collect()
+		h.run(5 * time.Millisecond) // B takes A's summary and advert, its link not up
+		h.r[c].LinkUp(b, 10)
+		h.collect()
+		h.run(5 * time.Millisecond) // B takes C's summary and advert
+		pulls, lost := 0, 0
+		h.drop = func(from, to identity.NodeID, msg []byte) bool {
+			if from == a && msg[0] == TypeSummary {
+				pulls++
+				if lose && lost == 0 {
+					lost++
+					return true
+				}
+			}
+			return false
+		}
+		h.r[b].LinkUp(a, 10)
+		h.r[b].LinkUp(c, 10)
+		h.collect()
+		within := 500 * time.Millisecond
+		if lose {
+			within += h.r[a].cfg.RxmtInterval
+		}
+		h.run(within)
+		for _, p := range [][2]int{{0, 2}, {2, 0}} {
+			if r, ok := h.route(p[0], p[1]); !ok || r.Next != b || r.Metric != 20 {
+				t.Errorf("lose %v: %d→%d = %+v, %v; want via 1, metric 20", lose, p[0], p[1], r, ok)
+			}
+		}
+		if want := 1 + lost; pulls != want {
+			t.Errorf("lose %v: A sent %d summaries after B's link came up, want %d", lose, pulls, want)
+		}
+		h.run(10 * time.Second)
+		if pulls != 1+lost {
+			t.Errorf("lose %v: A sent %d summaries, want %d: a pull is not repeated once satisfied", lose, pulls, 1+lost)
+		}
+		if len(h.recvErr) != 0 {
+			t.Fatalf("receive errors: %v", h.recvErr)
+		}
+	}
+}
+
+// TestConvergesWhateverTheLinkUpOrder: random small meshes whose links come
+// up at each end at independent moments, with messages flowing as soon as
+// either end sends: every router must route to every other within a second
+// of the last link coming up (no message is lost, so neither retransmission
+// nor the periodic sync may be needed).
+func TestConvergesWhateverTheLinkUpOrder(t *testing.T) {
+	for seed := uint64(1); seed <= 300; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 0))
+		nodes := 3 + rng.IntN(4)
+		h := newHarness(t, nodes, nil)
+		type end struct {
+			at   time.Duration
+			a, b int
+		}
+		var ends []end
+		linked := map[[2]int]bool{}
+		addLink := func(a, b int) {
+			if a == b || linked[[2]int{min(a, b), max(a, b)}] {
+				return
+			}
+			linked[[2]int{min(a, b), max(a, b)}] = true
+			ends = append(ends, end{time.Duration(rng.IntN(40)) * time.Millisecond, a, b},
+				end{time.Duration(rng.IntN(40)) * time.Millisecond, b, a})
+		}
+		for i := 1; i < nodes; i++ {
+			addLink(i, rng.IntN(i)) // a random tree, so connected
+		}
+		for range rng.IntN(nodes) {
+			addLink(rng.IntN(nodes), rng.IntN(nodes))
+		}
+		sort.Slice(ends, func(i, j int) bool { return ends[i].at < ends[j].at })
+		start := h.now
+		for _, e := range ends {
+			h.run(start.Add(e.at).Sub(h.now))
+			h.r[nid(e.a)].LinkUp(nid(e.b), 10)
+			h.collect()
+		}
+		h.run(time.Second)
+		for i := range nodes {
+			for j := range nodes {
+				if _, ok := h.route(i, j); i != j && !ok {
+					t.Fatalf("seed %d, %d nodes, links %v: %d has no route to %d a second after the last link came up", seed, nodes, linked, i, j)
+				}
+			}
+		}
 	}
 }
