@@ -22,6 +22,7 @@
 #   PING_BUSY_INTERVAL=0.0005  the same for a second series, a steady stream
 #                   (stream rtt): CPUs that go idle between echoes make every
 #                   wakeup slow on a VM, so both are shown
+#   IPERF_LOG=file  append each TCP run's retransmissions (iperf3's count) to file
 #   PROFILE=dir     also save 5 s CPU profiles of every x0t node during a
 #                   single-stream run, direct and relayed, as
 #                   dir/{x0t,relay}-{a,b,c}.pprof (needs curl)
@@ -292,6 +293,7 @@ iperf_once() {
 		echo NA
 		return
 	fi
+	[[ -n ${IPERF_LOG:-} ]] && printf "%s %s retransmits=%s\n" "$1" "$2" "$(awk '/"sum_sent":/ {f = 1} f && /"retransmits":/ {gsub(/[^0-9]/, "", $2); print $2; exit}' <<<"$out")" >>"$IPERF_LOG"
 	awk -v b="$bps" 'BEGIN {printf "%.3f\n", b / 1e9}'
 }
 
