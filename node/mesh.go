@@ -147,6 +147,7 @@ func (n *Node) meshTick(now time.Time) {
 				n.log.Info("link up", "peer", p.Name(), "rtt", m.link.SRTT())
 			case linkmon.Down:
 				m.up = false
+				n.countFailovers(id)
 				r.LinkDown(id)
 				n.stats.LinkDowns.Add(1)
 				n.log.Info("link down", "peer", p.Name(), "silence", ev.Silence)
@@ -350,4 +351,18 @@ func (n *Node) Links() []LinkInfo {
 		}
 	})
 	return out
+}
+
+// countFailovers counts, when the link to neighbour nbr dies, the
+// destinations whose traffic it carried and that now move at once to their
+// loop-free alternate (before routing reconverges): each is one failover.
+func (n *Node) countFailovers(nbr identity.NodeID) {
+	var moved uint64
+	n.mesh.table.Load().Range(func(_ identity.NodeID, r route.Route) bool {
+		if r.Next == nbr && r.HasAlt {
+			moved++
+		}
+		return true
+	})
+	n.stats.Failovers.Add(moved)
 }

@@ -64,6 +64,8 @@ var (
 		"Packets relayed for other nodes (multi-hop).")
 	descLinkChanges = newDesc("x0t_node_link_state_changes_total",
 		"Links to neighbours that came up or were found dead (failover triggers).", "state")
+	descFailovers = newDesc("x0t_node_failovers_total",
+		"Destinations whose traffic moved to a loop-free alternate next hop at once when a link died.")
 	descRouteChanges = newDesc("x0t_node_route_changes_total",
 		"New routing tables installed.")
 	descRouteRejected = newDesc("x0t_node_route_messages_rejected_total",
@@ -122,6 +124,7 @@ var statMetrics = map[string]statMetric{
 	"LinkUps":             {descLinkChanges, []string{"up"}},
 	"LinkDowns":           {descLinkChanges, []string{"down"}},
 	"RouteChanges":        {descRouteChanges, nil},
+	"Failovers":           {descFailovers, nil},
 	"RouteRejected":       {descRouteRejected, nil},
 
 	"DropNoRoute":        {descDrops, []string{"no_route"}},

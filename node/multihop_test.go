@@ -185,6 +185,11 @@ func TestDiamondFailover(t *testing.T) {
 		m.Mend(a, relay)
 		time.Sleep(time.Second) // the link comes back (probes, then the router)
 	}
+	// Each cut moved delta (and whatever else went through the relay) to its
+	// alternate at once: counted for the failover metric.
+	if f := counter(a, "Failovers"); f == 0 {
+		t.Error("two cuts of the link in use and no failover counted")
+	}
 }
 
 // TestSelfHealingAvoidsLossyLink: the link in use starts losing 15% of its

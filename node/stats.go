@@ -28,6 +28,7 @@ type Stats struct {
 	LinkUps             atomic.Uint64 // links to neighbours that came up
 	LinkDowns           atomic.Uint64 // links to neighbours found dead
 	RouteChanges        atomic.Uint64 // new routing tables installed
+	Failovers           atomic.Uint64 // destinations moved to their alternate next hop when a link died
 	Rekeys              atomic.Uint64 // handshakes completed with a peer that already had a session (either role)
 	HandshakesTimedOut  atomic.Uint64 // our initiations that went unanswered until the retry timer fired
 

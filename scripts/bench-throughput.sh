@@ -265,7 +265,7 @@ for v in "${VARIANTS[@]}"; do
 	via=$(ip -n "$NS_A" route get "${ADDR[$v]}" | sed -n 's/.* dev \([^ ]*\).*/\1/p')
 	[[ $via == "${DEV[$v]}" ]] || lib_die "${ADDR[$v]} is routed via '$via', not ${DEV[$v]}"
 	if ((UDP_LEN + 28 > ${MTU[$v]:-0})); then
-		lib_log "warning: ${LABEL[$v]} MTU ${MTU[$v]:-?} < $((UDP_LEN + 28)): its UDP datagrams will be fragmented"
+		lib_warn "${LABEL[$v]} MTU ${MTU[$v]:-?} < $((UDP_LEN + 28)): its UDP datagrams will be fragmented"
 	fi
 done
 
@@ -289,7 +289,7 @@ iperf_once() {
 	# for UDP too (iperf3 >= 3.1) counts what arrived, not what was sent.
 	bps=$(awk '/"sum_received":/ {f = 1} f && /"bits_per_second":/ {gsub(/[^0-9.eE+-]/, "", $2); print $2; exit}' <<<"$out")
 	if [[ -z $bps ]]; then
-		lib_log "iperf3 ${LABEL[$1]} $2 failed: $(grep -m1 '"error"' <<<"$out" || tail -n 1 <<<"$out")"
+		lib_warn "iperf3 ${LABEL[$1]} $2 failed: $(grep -m1 '"error"' <<<"$out" || tail -n 1 <<<"$out")"
 		echo NA
 		return
 	fi

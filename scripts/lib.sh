@@ -14,9 +14,15 @@ LIB_PIDS=()    # background processes to stop
 LIB_FILES=()   # files and directories to remove
 LIB_LAST_PID=  # set by lib_bg
 
-lib_log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+# lib_log: progress lines with the time, on a terminal only (or with
+# X0T_VERBOSE=1): in a pipe a script prints its results and nothing else.
+lib_log() {
+	[[ -t 2 || ${X0T_VERBOSE:-} == 1 ]] || return 0
+	printf '%s %s\n' "$(date +%T)" "$*" >&2
+}
+lib_warn() { printf '%s warning: %s\n' "$(date +%T)" "$*" >&2; }
 lib_die() {
-	lib_log "error: $*"
+	printf '%s error: %s\n' "$(date +%T)" "$*" >&2
 	exit 1
 }
 
