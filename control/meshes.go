@@ -79,24 +79,12 @@ func (s *Server) meshView(ctx context.Context, e *store.Entity, d *meshData) (ap
 
 func (s *Server) listMeshes(ctx context.Context, in *struct{ PageParams }) (*body[apitypes.MeshList], error) {
 	p := principalFrom(ctx)
-	list, err := s.store.List(ctx, store.Query{Kind: kindMesh, Org: p.org.ID, After: in.After, Limit: in.Limit + 1})
+	items, next, err := listPage(ctx, s, store.Query{Kind: kindMesh, Org: p.org.ID}, in.PageParams,
+		func(e *store.Entity, d *meshData) (apitypes.Mesh, error) { return s.meshView(ctx, e, d) })
 	if err != nil {
-		return nil, s.internal(ctx, err)
+		return nil, err
 	}
-	out := apitypes.MeshList{Items: []apitypes.Mesh{}}
-	list, out.Next = page(list, in.Limit)
-	for _, e := range list {
-		d, err := decode[meshData](e)
-		if err != nil {
-			return nil, s.internal(ctx, err)
-		}
-		m, err := s.meshView(ctx, e, d)
-		if err != nil {
-			return nil, s.internal(ctx, err)
-		}
-		out.Items = append(out.Items, m)
-	}
-	return &body[apitypes.MeshList]{out}, nil
+	return &body[apitypes.MeshList]{apitypes.MeshList{Items: items, Next: next}}, nil
 }
 
 func parseValidity(field, v string) (int64, error) {

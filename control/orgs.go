@@ -128,28 +128,42 @@ func (s *Server) updateOwnOrg(ctx context.Context, in *body[apitypes.UpdateOrgRe
 }
 
 func (s *Server) listOrgs(ctx context.Context, in *struct{ PageParams }) (*body[apitypes.OrgList], error) {
-	list, err := s.store.List(ctx, store.Query{Kind: kindOrg, After: in.After, Limit: in.Limit + 1})
+	items, next, err := listPage(ctx, s, store.Query{Kind: kindOrg}, in.PageParams,
+		func(e *store.Entity, d *orgData) (apitypes.Org, error) { return orgView(e, d), nil })
 	if err != nil {
-		return nil, s.internal(ctx, err)
+		return nil, err
 	}
-	out := apitypes.OrgList{Items: []apitypes.Org{}}
-	list, out.Next = page(list, in.Limit)
-	for _, e := range list {
-		d, err := decode[orgData](e)
-		if err != nil {
-			return nil, s.internal(ctx, err)
-		}
-		out.Items = append(out.Items, orgView(e, d))
-	}
-	return &body[apitypes.OrgList]{out}, nil
+	return &body[apitypes.OrgList]{apitypes.OrgList{Items: items, Next: next}}, nil
 }
 
-// page trims a list fetched with limit+1 and returns the next cursor.
-func page(list []*store.Entity, limit int) ([]*store.Entity, string) {
-	if limit > 0 && len(list) > limit {
-		return list[:limit], list[limit-1].ID
+// listPage returns one page of the entities q selects (q.After and q.Limit
+// come from pp), each decoded as D and shown by view, and the cursor of the
+// next page ("" at the end). It fetches one entity more than the page holds
+// to know whether another page follows. Items is never nil: an empty list is
+// [] in JSON.
+func listPage[D, V any](ctx context.Context, s *Server, q store.Query, pp PageParams, view func(*store.Entity, *D) (V, error)) ([]V, string, error) {
+	q.After, q.Limit = pp.After, pp.Limit+1
+	list, err := s.store.List(ctx, q)
+	if err != nil {
+		return nil, "", s.internal(ctx, err)
 	}
-	return list, ""
+	next := ""
+	if pp.Limit > 0 && len(list) > pp.Limit {
+		list, next = list[:pp.Limit], list[pp.Limit-1].ID
+	}
+	items := make([]V, 0, len(list))
+	for _, e := range list {
+		d, err := decode[D](e)
+		if err != nil {
+			return nil, "", s.internal(ctx, err)
+		}
+		v, err := view(e, d)
+		if err != nil {
+			return nil, "", s.internal(ctx, err)
+		}
+		items = append(items, v)
+	}
+	return items, next, nil
 }
 
 func (s *Server) createOrg(ctx context.Context, in *body[apitypes.CreateOrgRequest]) (*body[apitypes.CreateOrgResponse], error) {
@@ -268,20 +282,12 @@ func (s *Server) orgEntity(ctx context.Context, r store.Reader, p *principal, ki
 
 func (s *Server) listUsers(ctx context.Context, in *struct{ PageParams }) (*body[apitypes.UserList], error) {
 	p := principalFrom(ctx)
-	list, err := s.store.List(ctx, store.Query{Kind: kindUser, Org: p.org.ID, After: in.After, Limit: in.Limit + 1})
+	items, next, err := listPage(ctx, s, store.Query{Kind: kindUser, Org: p.org.ID}, in.PageParams,
+		func(e *store.Entity, d *userData) (apitypes.User, error) { return userView(e, d), nil })
 	if err != nil {
-		return nil, s.internal(ctx, err)
+		return nil, err
 	}
-	out := apitypes.UserList{Items: []apitypes.User{}}
-	list, out.Next = page(list, in.Limit)
-	for _, e := range list {
-		d, err := decode[userData](e)
-		if err != nil {
-			return nil, s.internal(ctx, err)
-		}
-		out.Items = append(out.Items, userView(e, d))
-	}
-	return &body[apitypes.UserList]{out}, nil
+	return &body[apitypes.UserList]{apitypes.UserList{Items: items, Next: next}}, nil
 }
 
 func (s *Server) createUser(ctx context.Context, in *body[apitypes.CreateUserRequest]) (*body[apitypes.User], error) {
@@ -417,20 +423,12 @@ func (s *Server) deleteUser(ctx context.Context, in *UserPath) (*struct{}, error
 
 func (s *Server) listKeys(ctx context.Context, in *struct{ PageParams }) (*body[apitypes.KeyList], error) {
 	p := principalFrom(ctx)
-	list, err := s.store.List(ctx, store.Query{Kind: kindKey, Org: p.org.ID, After: in.After, Limit: in.Limit + 1})
+	items, next, err := listPage(ctx, s, store.Query{Kind: kindKey, Org: p.org.ID}, in.PageParams,
+		func(e *store.Entity, d *keyData) (apitypes.APIKey, error) { return keyView(e, d), nil })
 	if err != nil {
-		return nil, s.internal(ctx, err)
+		return nil, err
 	}
-	out := apitypes.KeyList{Items: []apitypes.APIKey{}}
-	list, out.Next = page(list, in.Limit)
-	for _, e := range list {
-		d, err := decode[keyData](e)
-		if err != nil {
-			return nil, s.internal(ctx, err)
-		}
-		out.Items = append(out.Items, keyView(e, d))
-	}
-	return &body[apitypes.KeyList]{out}, nil
+	return &body[apitypes.KeyList]{apitypes.KeyList{Items: items, Next: next}}, nil
 }
 
 // maxKeyTTL bounds API key lifetimes given as a duration.

@@ -77,20 +77,14 @@ func (s *Server) listTokens(ctx context.Context, in *struct {
 	if err != nil {
 		return nil, s.internal(ctx, err)
 	}
-	list, err := s.store.List(ctx, store.Query{Kind: kindToken, Org: p.org.ID, Parent: m.ID, After: in.After, Limit: in.Limit + 1})
+	items, next, err := listPage(ctx, s, store.Query{Kind: kindToken, Org: p.org.ID, Parent: m.ID}, in.PageParams,
+		func(e *store.Entity, d *tokenData) (apitypes.Token, error) {
+			return tokenView(e, in.Mesh, d, s.now()), nil
+		})
 	if err != nil {
-		return nil, s.internal(ctx, err)
+		return nil, err
 	}
-	out := apitypes.TokenList{Items: []apitypes.Token{}}
-	list, out.Next = page(list, in.Limit)
-	for _, e := range list {
-		d, err := decode[tokenData](e)
-		if err != nil {
-			return nil, s.internal(ctx, err)
-		}
-		out.Items = append(out.Items, tokenView(e, in.Mesh, d, s.now()))
-	}
-	return &body[apitypes.TokenList]{out}, nil
+	return &body[apitypes.TokenList]{apitypes.TokenList{Items: items, Next: next}}, nil
 }
 
 func (s *Server) createToken(ctx context.Context, in *struct {

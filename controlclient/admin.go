@@ -24,8 +24,9 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	return err
 }
 
-// listAll follows "next" cursors.
-func listAll[T any](ctx context.Context, c *Client, path string, query url.Values, page func(*T) (int, string)) error {
+// listAll follows "next" cursors and gathers every page's items.
+func listAll[P, T any](ctx context.Context, c *Client, path string, query url.Values, page func(*P) ([]T, string)) ([]T, error) {
+	var all []T
 	after := ""
 	for {
 		q := url.Values{}
@@ -36,13 +37,14 @@ func listAll[T any](ctx context.Context, c *Client, path string, query url.Value
 		if after != "" {
 			q.Set("after", after)
 		}
-		var p T
+		var p P
 		if _, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q}, &p); err != nil {
-			return err
+			return all, err
 		}
-		n, next := page(&p)
-		if next == "" || n == 0 {
-			return nil
+		items, next := page(&p)
+		all = append(all, items...)
+		if next == "" || len(items) == 0 {
+			return all, nil
 		}
 		after = next
 	}
@@ -68,12 +70,9 @@ func (c *Client) RenameOrg(ctx context.Context, name string) (*apitypes.Org, err
 
 // ListOrgs lists organizations (operator only).
 func (c *Client) ListOrgs(ctx context.Context) ([]apitypes.Org, error) {
-	var all []apitypes.Org
-	err := listAll(ctx, c, "/api/v1/orgs", nil, func(p *apitypes.OrgList) (int, string) {
-		all = append(all, p.Items...)
-		return len(p.Items), p.Next
+	return listAll(ctx, c, "/api/v1/orgs", nil, func(p *apitypes.OrgList) ([]apitypes.Org, string) {
+		return p.Items, p.Next
 	})
-	return all, err
 }
 
 // CreateOrg creates an organization with its first owner (operator only).
@@ -95,12 +94,9 @@ func (c *Client) DeleteOrg(ctx context.Context, id string) error {
 
 // ListUsers lists the organization's users.
 func (c *Client) ListUsers(ctx context.Context) ([]apitypes.User, error) {
-	var all []apitypes.User
-	err := listAll(ctx, c, "/api/v1/users", nil, func(p *apitypes.UserList) (int, string) {
-		all = append(all, p.Items...)
-		return len(p.Items), p.Next
+	return listAll(ctx, c, "/api/v1/users", nil, func(p *apitypes.UserList) ([]apitypes.User, string) {
+		return p.Items, p.Next
 	})
-	return all, err
 }
 
 // CreateUser adds a user.
@@ -128,12 +124,9 @@ func (c *Client) DeleteUser(ctx context.Context, id string) error {
 
 // ListKeys lists the organization's API keys.
 func (c *Client) ListKeys(ctx context.Context) ([]apitypes.APIKey, error) {
-	var all []apitypes.APIKey
-	err := listAll(ctx, c, "/api/v1/keys", nil, func(p *apitypes.KeyList) (int, string) {
-		all = append(all, p.Items...)
-		return len(p.Items), p.Next
+	return listAll(ctx, c, "/api/v1/keys", nil, func(p *apitypes.KeyList) ([]apitypes.APIKey, string) {
+		return p.Items, p.Next
 	})
-	return all, err
 }
 
 // CreateKey creates an API key; the answer holds its secret.
@@ -157,12 +150,9 @@ func meshPath(mesh string) string { return "/api/v1/meshes/" + esc(mesh) }
 
 // ListMeshes lists meshes.
 func (c *Client) ListMeshes(ctx context.Context) ([]apitypes.Mesh, error) {
-	var all []apitypes.Mesh
-	err := listAll(ctx, c, "/api/v1/meshes", nil, func(p *apitypes.MeshList) (int, string) {
-		all = append(all, p.Items...)
-		return len(p.Items), p.Next
+	return listAll(ctx, c, "/api/v1/meshes", nil, func(p *apitypes.MeshList) ([]apitypes.Mesh, string) {
+		return p.Items, p.Next
 	})
-	return all, err
 }
 
 // CreateMesh creates a mesh.
@@ -190,12 +180,9 @@ func (c *Client) DeleteMesh(ctx context.Context, mesh string) error {
 
 // ListTokens lists a mesh's join tokens.
 func (c *Client) ListTokens(ctx context.Context, mesh string) ([]apitypes.Token, error) {
-	var all []apitypes.Token
-	err := listAll(ctx, c, meshPath(mesh)+"/tokens", nil, func(p *apitypes.TokenList) (int, string) {
-		all = append(all, p.Items...)
-		return len(p.Items), p.Next
+	return listAll(ctx, c, meshPath(mesh)+"/tokens", nil, func(p *apitypes.TokenList) ([]apitypes.Token, string) {
+		return p.Items, p.Next
 	})
-	return all, err
 }
 
 // CreateToken creates a join token; the answer holds its secret.
@@ -218,16 +205,13 @@ func (c *Client) RevokeToken(ctx context.Context, mesh, id string) (*apitypes.To
 
 // ListNodes lists a mesh's nodes, optionally only those in status.
 func (c *Client) ListNodes(ctx context.Context, mesh, status string) ([]apitypes.Node, error) {
-	var all []apitypes.Node
 	q := url.Values{}
 	if status != "" {
 		q.Set("status", status)
 	}
-	err := listAll(ctx, c, meshPath(mesh)+"/nodes", q, func(p *apitypes.NodeList) (int, string) {
-		all = append(all, p.Items...)
-		return len(p.Items), p.Next
+	return listAll(ctx, c, meshPath(mesh)+"/nodes", q, func(p *apitypes.NodeList) ([]apitypes.Node, string) {
+		return p.Items, p.Next
 	})
-	return all, err
 }
 
 func nodePath(mesh, node string) string { return meshPath(mesh) + "/nodes/" + esc(node) }
