@@ -1,7 +1,6 @@
 package lab_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
@@ -19,24 +18,6 @@ import (
 	"github.com/x0tta6bl4/x0t/lab"
 )
 
-// lockedBuffer collects log output from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestNoSecretInLogs runs a control plane and enrolled nodes in one process
 // with every component logging at debug level, in both formats, through the
 // life of a mesh: organizations and API keys, join tokens (auto-approved and
@@ -49,7 +30,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a whole mesh")
 	}
-	var text, js lockedBuffer
+	var text, js testutil.SyncBuffer
 	opts := &slog.HandlerOptions{Level: slog.LevelDebug, AddSource: true}
 	logger := slog.New(slog.NewMultiHandler(slog.NewTextHandler(&text, opts), slog.NewJSONHandler(&js, opts)))
 

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/x0tta6bl4/x0t/control/apitypes"
 	"github.com/x0tta6bl4/x0t/controlclient"
 	"github.com/x0tta6bl4/x0t/identity"
+	"github.com/x0tta6bl4/x0t/internal/testutil"
 )
 
 // The admin CLI, black box: the real binary against a real "x0t control
@@ -64,25 +64,7 @@ type cliEnv struct {
 	url  string
 	env  []string
 	proc *exec.Cmd
-	logs *syncBuffer
-}
-
-// syncBuffer collects a child's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testutil.SyncBuffer
 }
 
 func freePort(t *testing.T) string {
@@ -96,7 +78,7 @@ func freePort(t *testing.T) string {
 
 func startControl(t *testing.T) *cliEnv {
 	t.Helper()
-	e := &cliEnv{t: t, bin: buildX0t(t), dir: t.TempDir(), logs: &syncBuffer{}}
+	e := &cliEnv{t: t, bin: buildX0t(t), dir: t.TempDir(), logs: &testutil.SyncBuffer{}}
 	addr := freePort(t)
 	e.url = "https://" + addr
 	e.proc = exec.Command(e.bin, "control", "serve", "--listen", addr, "--data", e.dir, "--tls-san", "control.example")

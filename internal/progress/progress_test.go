@@ -9,25 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/x0tta6bl4/x0t/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for the spinner goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A pipe or a file is not a terminal: nothing at all is written, and Wrap
 // hands back the writer untouched.
@@ -88,7 +72,7 @@ func TestNilReporter(t *testing.T) {
 // spinner and its elapsed time, redrawn in place, and ends with a mark and
 // its duration on its own line.
 func TestDrawsOnATerminal(t *testing.T) {
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	rep := Forced(&out)
 	rep.tick = 5 * time.Millisecond
 	clock := time.Unix(0, 0)
@@ -123,7 +107,7 @@ func TestDrawsOnATerminal(t *testing.T) {
 	}
 
 	// Failure, and a second phase ending the first.
-	out2 := &syncBuffer{}
+	out2 := &testutil.SyncBuffer{}
 	rep = Forced(out2)
 	rep.Start("one")
 	rep.Start("two").End(errors.New("boom"))
@@ -136,7 +120,7 @@ func TestDrawsOnATerminal(t *testing.T) {
 // Output sharing the terminal erases the spinner line before it is written
 // and the spinner is drawn again after a complete line, never over a partial one.
 func TestWrapKeepsLinesApart(t *testing.T) {
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	rep := Forced(&out)
 	rep.tick = time.Hour // draw only when told
 	rep.now = func() time.Time { return time.Unix(0, 0) }
