@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/x0tta6bl4/x0t/identity"
-	"github.com/x0tta6bl4/x0t/lab"
 	"github.com/x0tta6bl4/x0t/wire"
 )
 
@@ -20,19 +19,10 @@ import (
 // them with cookie replies instead of doing public-key work, while a genuine
 // peer that restarts during the flood answers the cookie and gets its session.
 func TestCookiesUnderLoad(t *testing.T) {
-	m, err := lab.New("test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	a, _ := m.Add("alpha", 1)
-	b, _ := m.Add("beta", 2)
-	if err := a.Start(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(a); err != nil {
-		t.Fatal(err)
-	}
+	m := newLab(t, nil)
+	nodes := addNodes(t, m, []string{"alpha", "beta"})
+	startAll(t, nodes)
+	a, b := nodes[0], nodes[1]
 	ping := func(within time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), within)
 		defer cancel()
@@ -107,7 +97,7 @@ func TestCookiesUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err = ping(15 * time.Second)
+	err := ping(15 * time.Second)
 	recovered := time.Since(start)
 	close(stop)
 	wg.Wait()

@@ -21,22 +21,11 @@ func topology(t *testing.T, cuts bool, names []string, links [][2]int) (*lab.Mes
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	m, err := lab.New("test", logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newLab(t, logger)
 	if cuts {
 		m.EnableCuts()
 	}
-	t.Cleanup(m.Close)
-	var nodes []*lab.Node
-	for i, name := range names {
-		n, err := m.Add(name, byte(i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, n)
-	}
+	nodes := addNodes(t, m, names)
 	for i, n := range nodes {
 		var nbrs, others []*lab.Node
 		for j, o := range nodes {

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"crypto/sha256"
+	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
@@ -13,11 +14,26 @@ import (
 
 func newMesh(t *testing.T, names ...string) []*lab.Node {
 	t.Helper()
-	m, err := lab.New("test", nil)
+	m := newLab(t, nil)
+	nodes := addNodes(t, m, names)
+	startAll(t, nodes)
+	return nodes
+}
+
+// newLab returns an empty lab mesh, closed when the test ends.
+func newLab(t *testing.T, logger *slog.Logger) *lab.Mesh {
+	t.Helper()
+	m, err := lab.New("test", logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
+	return m
+}
+
+// addNodes adds one node per name to m, numbered from 1.
+func addNodes(t *testing.T, m *lab.Mesh, names []string) []*lab.Node {
+	t.Helper()
 	var nodes []*lab.Node
 	for i, name := range names {
 		n, err := m.Add(name, byte(i+1))
@@ -26,12 +42,17 @@ func newMesh(t *testing.T, names ...string) []*lab.Node {
 		}
 		nodes = append(nodes, n)
 	}
+	return nodes
+}
+
+// startAll starts every node, each with every other as a direct peer.
+func startAll(t *testing.T, nodes []*lab.Node) {
+	t.Helper()
 	for _, n := range nodes {
 		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return nodes
 }
 
 func get(t *testing.T, from, to *lab.Node, v6 bool) []byte {

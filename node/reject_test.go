@@ -142,19 +142,10 @@ func waitCounter(t *testing.T, n *lab.Node, name string, want uint64) {
 // refuse. Each is dropped and counted under its own reason, and the node keeps
 // carrying traffic for its genuine peers.
 func TestRejections(t *testing.T) {
-	m, err := lab.New("test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	a, _ := m.Add("alpha", 1)
-	b, _ := m.Add("beta", 2)
-	if err := a.Start(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(a); err != nil {
-		t.Fatal(err)
-	}
+	m := newLab(t, nil)
+	nodes := addNodes(t, m, []string{"alpha", "beta"})
+	startAll(t, nodes)
+	a, b := nodes[0], nodes[1]
 	trust, _ := identity.NewTrust(m.CA, time.Now())
 	_, stop, err := a.ServeHTTP(256 << 10)
 	if err != nil {

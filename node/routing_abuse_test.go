@@ -64,11 +64,7 @@ func waitIncident(t *testing.T, n *lab.Node, subject identity.NodeID, kind heal.
 // floods valid ones, is refused, counted, and becomes an incident of the
 // MAPE-K loop (which quarantines the forger).
 func TestRoutingAbuse(t *testing.T) {
-	m, err := lab.New("test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
+	m := newLab(t, nil)
 	a, _ := m.Add("alpha", 1)
 	if err := a.Start(); err != nil {
 		t.Fatal(err)

@@ -21,29 +21,14 @@ func (c *virtualClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 func clockedMesh(t *testing.T, keepalive time.Duration, names ...string) (*virtualClock, []*lab.Node) {
 	t.Helper()
 	clock := &virtualClock{}
-	m, err := lab.New("test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newLab(t, nil)
 	m.Now = clock.now
 	m.Keepalive = keepalive
 	if testing.Verbose() {
 		m.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	t.Cleanup(m.Close)
-	var nodes []*lab.Node
-	for i, name := range names {
-		n, err := m.Add(name, byte(i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, n)
-	}
-	for _, n := range nodes {
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes := addNodes(t, m, names)
+	startAll(t, nodes)
 	return clock, nodes
 }
 
