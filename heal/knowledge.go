@@ -1,6 +1,7 @@
 package heal
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -349,18 +350,8 @@ func (k *Knowledge) Open() []*Incident {
 	for _, inc := range k.open {
 		out = append(out, inc)
 	}
-	slices.SortFunc(out, func(a, b *Incident) int { return cmpU64(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b *Incident) int { return cmp.Compare(a.ID, b.ID) })
 	return out
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // openIncident starts an incident for subject.
@@ -388,7 +379,7 @@ func (k *Knowledge) close(inc *Incident) {
 func (k *Knowledge) Incidents(limit int) []Incident {
 	all := k.Open()
 	all = append(all, k.closed...)
-	slices.SortFunc(all, func(a, b *Incident) int { return cmpU64(b.ID, a.ID) })
+	slices.SortFunc(all, func(a, b *Incident) int { return cmp.Compare(b.ID, a.ID) })
 	if limit > 0 && len(all) > limit {
 		all = all[:limit]
 	}

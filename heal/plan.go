@@ -1,6 +1,7 @@
 package heal
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -80,7 +81,7 @@ func candidates(s Symptom) []candidate {
 func Plan(cfg Config, open []*Incident, k *Knowledge, now time.Time) []Action {
 	c := cfg.withDefaults()
 	open = slices.Clone(open)
-	slices.SortFunc(open, func(a, b *Incident) int { return cmpU64(a.ID, b.ID) })
+	slices.SortFunc(open, func(a, b *Incident) int { return cmp.Compare(a.ID, b.ID) })
 	var out []Action
 	for _, inc := range open {
 		s, ok := inc.leading()

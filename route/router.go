@@ -13,6 +13,7 @@ package route
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -453,7 +454,7 @@ func (r *Router) originate(now time.Time) {
 		}
 	}
 	if len(links) > MaxLinks {
-		slices.SortStableFunc(links, func(a, b Link) int { return int64cmp(int64(a.Metric), int64(b.Metric)) })
+		slices.SortStableFunc(links, func(a, b Link) int { return cmp.Compare(a.Metric, b.Metric) })
 		links = links[:MaxLinks]
 		slices.SortFunc(links, func(a, b Link) int { return cmpID(&a.Neighbour, &b.Neighbour) })
 	}
@@ -480,16 +481,6 @@ func (r *Router) originate(now time.Time) {
 		r.scheduleSPF(now)
 	}
 	r.flood(e, nil, now)
-}
-
-func int64cmp(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // flood sends an advert to every live neighbour but except, reliably: each
