@@ -395,18 +395,8 @@ func (n *Node) onRelay(in *inbound, m *transport.Message, b []byte, now time.Tim
 		}
 		return from
 	}
-	if hop <= 1 {
-		n.stats.DropHopLimit.Add(1)
-		return from
-	}
-	via := n.nextHop(dst, from.id)
-	if via == nil {
-		n.stats.DropNoRoute.Add(1)
-		return from
-	}
-	kp, ep := via.current.Load(), via.endpoint.Load()
-	if kp == nil || ep == nil {
-		n.stats.DropNoRoute.Add(1)
+	via, kp, ep, ok := n.relayTo(dst, from, hop)
+	if !ok {
 		return from
 	}
 	b[wire.DataHeaderSize+1] = hop - 1
@@ -491,39 +481,12 @@ func (n *Node) onForward(in *inbound, from *Peer, m *transport.Message, pt []byt
 		n.stats.DropMalformed.Add(1)
 		return
 	}
-	if identity.NodeID(dst) == n.ID() {
-		switch wire.PacketType(inner) {
-		case wire.TypeData:
-			p, ipt, ok := n.openSession(in, inner, now)
-			if !ok {
-				return
-			}
-			if len(ipt) == 0 || !wire.IsIPPacket(ipt) {
-				return // keepalive through the mesh; link messages never travel end to end
-			}
-			if n.acceptIP(p, ipt, now) {
-				// The packet sits at offset+ForwardHeaderSize+DataHeaderSize in
-				// the buffer; hand the device a slice whose offset lands on it.
-				base := wire.ForwardHeaderSize + wire.DataHeaderSize
-				in.tunBufs = append(in.tunBufs, m.Buf[base:offset+wire.ForwardHeaderSize+wire.DataHeaderSize+len(ipt)])
-			}
-		default: // handshake fragment or cookie reply, end to end
-			n.enqueueFront(inboundMsg{data: append([]byte(nil), inner...), src: meshAddr(from.id), from: from.id, forwarded: true})
-		}
+	if identity.NodeID(dst) == n.ID() { // a handshake fragment or cookie reply, end to end
+		n.enqueueFront(inboundMsg{data: append([]byte(nil), inner...), src: meshAddr(from.id), from: from.id, forwarded: true})
 		return
 	}
-	if hop <= 1 {
-		n.stats.DropHopLimit.Add(1)
-		return
-	}
-	via := n.nextHop(dst, from.id)
-	if via == nil {
-		n.stats.DropNoRoute.Add(1)
-		return
-	}
-	kp, ep := via.current.Load(), via.endpoint.Load()
-	if kp == nil || ep == nil {
-		n.stats.DropNoRoute.Add(1)
+	via, kp, ep, ok := n.relayTo(dst, from, hop)
+	if !ok {
 		return
 	}
 	pt[1] = hop - 1
@@ -535,6 +498,27 @@ func (n *Node) onForward(in *inbound, from *Peer, m *transport.Message, pt []byt
 	via.lastSent.Store(now.UnixNano())
 	n.stats.Forwarded.Add(1)
 	in.out = append(in.out, transport.Message{Buf: m.Buf[:l], N: l, Addr: *ep})
+}
+
+// relayTo picks the next hop for a packet to dst that neighbour from handed
+// us with hop limit hop, and that hop's keypair and endpoint. A spent hop
+// limit or a missing route is counted and reported as !ok.
+func (n *Node) relayTo(dst identity.NodeID, from *Peer, hop uint8) (*Peer, *session.Keypair, *netip.AddrPort, bool) {
+	if hop <= 1 {
+		n.stats.DropHopLimit.Add(1)
+		return nil, nil, nil, false
+	}
+	via := n.nextHop(dst, from.id)
+	if via == nil {
+		n.stats.DropNoRoute.Add(1)
+		return nil, nil, nil, false
+	}
+	kp, ep := via.current.Load(), via.endpoint.Load()
+	if kp == nil || ep == nil {
+		n.stats.DropNoRoute.Add(1)
+		return nil, nil, nil, false
+	}
+	return via, kp, ep, true
 }
 
 // meshAddr stands for a neighbour where the front stage keys state by address

@@ -12,7 +12,7 @@ import (
 //   - nothing: a keepalive;
 //   - a link message, whose first byte is under 0x40 (so never confused with
 //     an IP packet):
-//     0x01 LinkForward: ForwardHeader + a complete end-to-end datagram for another node;
+//     0x01 LinkForward: ForwardHeader + an end-to-end handshake datagram for another node;
 //     0x03 LinkFragment: a Fragment (type 5 layout) of a link message too large for one packet;
 //     0x10–0x1F: routing protocol messages (package route);
 //     0x20–0x2F: link monitoring probes and replies (package linkmon).
@@ -34,10 +34,11 @@ const (
 //	1   hop limit (decremented by every relay; a packet reaching 0 is dropped)
 //	2   reserved (2)
 //	4   destination node ID (16)
-//	20  the end-to-end datagram (data, fragment of a handshake message, cookie reply)
+//	20  the end-to-end datagram: a fragment of a handshake message or a cookie reply
 //
-// The datagram is end-to-end encrypted between source and destination (its own
-// session); relays read only the destination.
+// In a link packet (LinkForward) it carries handshake traffic between nodes
+// that are not neighbours; end-to-end data travels as relayed packets (type
+// 6), which carry the same header encrypted in their link layer.
 const ForwardHeaderSize = 20
 
 // DefaultHopLimit bounds how far a packet travels; a forwarding loop can never
@@ -68,7 +69,7 @@ func ParseForward(b []byte) (hopLimit uint8, dst [16]byte, inner []byte, err err
 		return 0, dst, nil, err
 	}
 	switch PacketType(b[ForwardHeaderSize:]) {
-	case TypeData, TypeFragment, TypeCookieReply:
+	case TypeFragment, TypeCookieReply: // data travels as relayed packets (type 6)
 	default:
 		return 0, dst, nil, fmt.Errorf("%w: forwarded datagram of type %d", ErrMalformed, b[ForwardHeaderSize])
 	}

@@ -249,7 +249,7 @@ func TestForwardHeader(t *testing.T) {
 	dst[0], dst[15] = 0xaa, 0x55
 	b := make([]byte, ForwardHeaderSize+DataOverhead)
 	PutForwardHeader(b, 7, dst)
-	PutDataHeader(b[ForwardHeaderSize:], 1, 2)
+	b[ForwardHeaderSize] = TypeFragment
 	hop, got, inner, err := ParseForward(b)
 	if err != nil || hop != 7 || got != dst || len(inner) != DataOverhead {
 		t.Fatalf("round trip: %d %x %d %v", hop, got, len(inner), err)
@@ -257,6 +257,10 @@ func TestForwardHeader(t *testing.T) {
 	b[ForwardHeaderSize] = TypeInitiation // whole initiations never travel unfragmented in the mesh
 	if _, _, _, err := ParseForward(b); err == nil {
 		t.Fatal("forwarded initiation accepted")
+	}
+	PutDataHeader(b[ForwardHeaderSize:], 1, 2) // data travels as relayed packets (type 6)
+	if _, _, _, err := ParseForward(b); err == nil {
+		t.Fatal("forwarded data packet accepted")
 	}
 	if IsIPPacket([]byte{LinkForward}) || !IsIPPacket([]byte{0x45}) || !IsIPPacket([]byte{0x60}) || IsIPPacket(nil) {
 		t.Fatal("IsIPPacket")
@@ -289,7 +293,7 @@ func TestRelayHeader(t *testing.T) {
 func FuzzParseForward(f *testing.F) {
 	b := make([]byte, ForwardHeaderSize+DataOverhead)
 	PutForwardHeader(b, 3, [16]byte{1})
-	PutDataHeader(b[ForwardHeaderSize:], 1, 2)
+	b[ForwardHeaderSize] = TypeFragment
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if _, _, inner, err := ParseForward(b); err == nil && len(inner) == 0 {
