@@ -215,9 +215,14 @@ func (n *Node) sealBatch(o *outbound, k int, now time.Time) {
 	}
 }
 
-// inbound holds the inbound loop's reusable buffers.
+// inbound holds the inbound loop's reusable buffers. Datagrams are read as
+// views of the conn's buffers (transport.Conn's view mode) and opened in
+// place: a relayed packet leaves as it came, without a copy; an IP packet for
+// the device is copied once, into dev, whose room lets the device coalesce a
+// batch of TCP segments (TUN GRO).
 type inbound struct {
 	msgs    []transport.Message
+	dev     [][]byte
 	tunBufs [][]byte
 	out     []transport.Message // relayed packets and probe replies
 	lastIdx uint32
@@ -227,12 +232,24 @@ type inbound struct {
 
 func (n *Node) newInbound() *inbound {
 	batch := n.cfg.Conn.BatchSize()
-	in := &inbound{msgs: make([]transport.Message, batch), tunBufs: make([][]byte, 0, batch),
-		out: make([]transport.Message, 0, batch)}
-	for i := range in.msgs {
-		in.msgs[i].Buf = make([]byte, transport.MaxSegmentBuf)
+	in := &inbound{msgs: make([]transport.Message, batch), dev: make([][]byte, batch),
+		tunBufs: make([][]byte, 0, batch), out: make([]transport.Message, 0, batch)}
+	for i := range in.dev {
+		in.dev[i] = make([]byte, transport.MaxSegmentBuf)
 	}
 	return in
+}
+
+// read reads a batch of datagrams as views.
+func (in *inbound) read(c transport.Conn) (int, error) {
+	in.msgs[0].Buf = nil
+	return c.ReadBatch(in.msgs)
+}
+
+// toDevice queues IP packet ipt for the device, copied to a device buffer.
+func (in *inbound) toDevice(ipt []byte) {
+	b := in.dev[len(in.tunBufs)]
+	in.tunBufs = append(in.tunBufs, b[:offset+copy(b[offset:], ipt)])
 }
 
 // inboundLoop moves datagrams from the underlay to the device, the next hop
@@ -240,7 +257,7 @@ func (n *Node) newInbound() *inbound {
 func (n *Node) inboundLoop() error {
 	in := n.newInbound()
 	for {
-		k, err := n.cfg.Conn.ReadBatch(in.msgs)
+		k, err := in.read(n.cfg.Conn)
 		if err != nil {
 			if n.isClosed() || closedErr(err) {
 				return nil
@@ -389,9 +406,7 @@ func (n *Node) onRelay(in *inbound, m *transport.Message, b []byte, now time.Tim
 			return from // a keepalive through the mesh, or counted by openSession
 		}
 		if n.acceptIP(p, ipt, now) {
-			// The IP packet sits at RelayHeaderSize+DataHeaderSize; hand the
-			// device a slice whose offset lands on it.
-			in.tunBufs = append(in.tunBufs, m.Buf[wire.RelayHeaderSize:wire.RelayHeaderSize+offset+len(ipt)])
+			in.toDevice(ipt)
 		}
 		return from
 	}
@@ -417,7 +432,7 @@ func (n *Node) onLink(in *inbound, p *Peer, m *transport.Message, pt []byte, now
 	case len(pt) == 0: // keepalive
 	case wire.IsIPPacket(pt):
 		if n.acceptIP(p, pt, now) {
-			in.tunBufs = append(in.tunBufs, m.Buf[:offset+len(pt)])
+			in.toDevice(pt)
 		}
 	case pt[0] == wire.LinkForward:
 		n.onForward(in, p, m, pt, now)

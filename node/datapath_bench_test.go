@@ -43,6 +43,7 @@ type dpMesh struct {
 
 	drainBufs  [][]byte
 	drainSizes []int
+	kept       [][]byte // datagrams of a batch that came in more than one read
 }
 
 func newDPMesh(tb testing.TB, k int) *dpMesh {
@@ -145,7 +146,10 @@ func newDPMesh(tb testing.TB, k int) *dpMesh {
 	for _, n := range m.nodes {
 		m.ins = append(m.ins, n.newInbound())
 	}
-	m.drainBufs, m.drainSizes = make([][]byte, dpBatch), make([]int, dpBatch)
+	m.drainBufs, m.drainSizes, m.kept = make([][]byte, dpBatch), make([]int, dpBatch), make([][]byte, dpBatch)
+	for i := range m.kept {
+		m.kept[i] = make([]byte, 65535)
+	}
 	for i := range m.drainBufs {
 		m.drainBufs[i] = make([]byte, 65535)
 	}
@@ -276,7 +280,7 @@ func (m *dpMesh) stages(from, to int) []stage {
 				return err
 			}
 			in := m.ins[from+1]
-			b := in.msgs[0].Buf[:copy(in.msgs[0].Buf, sealed.Buf[:sealed.N])]
+			b := m.kept[0][:copy(m.kept[0], sealed.Buf[:sealed.N])]
 			if wire.PacketType(b) == wire.TypeRelay { // the link layer of a relayed packet
 				idx, counter, err := wire.ParseRelayHeader(b)
 				if err != nil {
@@ -315,15 +319,24 @@ func (m *dpMesh) stages(from, to int) []stage {
 	}
 }
 
-// receive reads count datagrams into node i's inbound buffers.
+// receive reads count datagrams into node i's inbound messages, as views
+// like the inbound loop. Should they come in more than one read, those of the
+// earlier reads are copied out of the conn's buffers, which the next read
+// reuses.
 func (m *dpMesh) receive(i, count int) error {
 	in := m.ins[i]
 	for got := 0; got < count; {
+		in.msgs[got].Buf = nil
 		k, err := m.nodes[i].cfg.Conn.ReadBatch(in.msgs[got:count])
 		if err != nil {
 			return err
 		}
-		got += k
+		if got += k; got < count {
+			for j := got - k; j < got; j++ {
+				mb := &in.msgs[j]
+				mb.Buf = m.kept[j][:copy(m.kept[j], mb.Buf[:mb.N])]
+			}
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/x0tta6bl4/x0t/session"
+	"github.com/x0tta6bl4/x0t/transport"
 	"github.com/x0tta6bl4/x0t/wire"
 )
 
@@ -38,8 +39,7 @@ func TestRelayedPacketRefusals(t *testing.T) {
 	// toRelay hands b to the relay as if it came from n0.
 	toRelay := func(b []byte) {
 		in := m.ins[1]
-		in.msgs[0].N = copy(in.msgs[0].Buf, b)
-		in.msgs[0].Addr = from
+		in.msgs[0] = transport.Message{Buf: bytes.Clone(b), N: len(b), Addr: from}
 		relay.openBatch(in, 1, m.now)
 	}
 	// atDestination receives one datagram at n2 and processes it.

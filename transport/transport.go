@@ -35,7 +35,12 @@
 //     caller gives small buffers after GRO is on, reads go one kernel message
 //     at a time through a buffer held by the conn, so nothing is truncated.
 //     Datagrams that do not fit the caller's Messages are kept and returned by
-//     the next ReadBatch.
+//     the next ReadBatch. Splitting copies each datagram into its Message's
+//     buffer, unless the caller asks for views (msgs[0].Buf == nil): then the
+//     conn reads into its own big buffers and each Message points at its
+//     datagram where it landed. A relay, which only rewrites a header and sends
+//     the datagram on, so moves it from socket to socket without a copy in user
+//     space (the data plane copies only what it writes to the device).
 //
 // Reads and writes run concurrently. The read side keeps state between calls
 // (datagrams split off a GRO buffer that did not fit), so ReadBatch calls are
@@ -59,7 +64,8 @@ import (
 )
 
 // Message is one datagram. For ReadBatch, Buf is the caller's buffer (its len is the capacity
-// available); the conn sets N and Addr. For WriteBatch, Buf[:N] is sent to Addr.
+// available) and the conn sets N and Addr; or, in view mode, the conn sets Buf too. For
+// WriteBatch, Buf[:N] is sent to Addr.
 type Message struct {
 	Buf  []byte
 	N    int
@@ -72,6 +78,14 @@ type Conn interface {
 	// With UDP GRO a single kernel read may carry several datagrams; they are split
 	// into consecutive msgs (so callers should give buffers of at least MaxSegmentBuf bytes
 	// to the first entries, or GRO is simply not used for reads whose buffers are smaller).
+	//
+	// View mode: a caller that gives msgs[0].Buf == nil gets views instead of
+	// copies. The conn reads into buffers of its own and sets each msgs[i].Buf to
+	// exactly its datagram (len and cap N) in place, so that a split GRO read
+	// costs no copy. Views stay valid until the next ReadBatch (so one goroutine reads); the caller may
+	// change the bytes of a view (cap keeps it inside its datagram), and passes
+	// msgs[0].Buf == nil again to read the next batch the same way.
+	//
 	// After Close it returns an error satisfying errors.Is(err, net.ErrClosed).
 	ReadBatch(msgs []Message) (n int, err error)
 	// WriteBatch sends all msgs (in order per destination). Consecutive messages to the same

@@ -16,6 +16,7 @@ type UDPConn struct {
 	uc     *net.UDPConn
 	local  netip.AddrPort
 	closed atomic.Bool
+	own    []byte // the read buffer in view mode, which has one reader
 }
 
 func newUDPConn(uc *net.UDPConn) (*UDPConn, error) {
@@ -45,9 +46,19 @@ func (c *UDPConn) ReadBatch(msgs []Message) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	n, ap, err := c.uc.ReadFromUDPAddrPort(msgs[0].Buf)
+	buf := msgs[0].Buf
+	if buf == nil { // view mode
+		if c.own == nil {
+			c.own = make([]byte, MaxSegmentBuf)
+		}
+		buf = c.own
+	}
+	n, ap, err := c.uc.ReadFromUDPAddrPort(buf)
 	if err != nil {
 		return 0, fmt.Errorf("transport: read %s: %w", c.local, err)
+	}
+	if msgs[0].Buf == nil {
+		msgs[0].Buf = buf[:n:n]
 	}
 	msgs[0].N = n
 	msgs[0].Addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())

@@ -162,9 +162,15 @@ type readState struct {
 	oob   []byte // oobSize per message
 
 	// Per kernel message of the current read.
-	segs  []int // datagrams in it
-	gsos  []int // segment size (0: not coalesced)
+	bufs  [][]byte // where it was read to
+	segs  []int    // datagrams in it
+	gsos  []int    // segment size (0: not coalesced)
 	addrs []netip.AddrPort
+
+	// views: this read hands out views of the conn's own buffers (the caller
+	// gave msgs[0].Buf == nil); own holds them, allocated on first use.
+	views bool
+	own   [][]byte
 
 	// Datagrams read but not yet returned: pend[pendHead:] describe ranges
 	// of spill, each a run of equal-size segments from one sender.
@@ -192,6 +198,7 @@ func newReadState(c *UDPConn) *readState {
 		iovs:  make([]unix.Iovec, IdealBatchSize),
 		names: make([]unix.RawSockaddrInet6, IdealBatchSize),
 		oob:   make([]byte, IdealBatchSize*oobSize),
+		bufs:  make([][]byte, IdealBatchSize),
 		segs:  make([]int, IdealBatchSize),
 		gsos:  make([]int, IdealBatchSize),
 		addrs: make([]netip.AddrPort, IdealBatchSize),
@@ -235,10 +242,11 @@ func (c *UDPConn) ReadBatch(msgs []Message) (int, error) {
 		return 0, fmt.Errorf("transport: read %s: %w", c.local, net.ErrClosed)
 	}
 	s := c.rd
+	s.views = msgs[0].Buf == nil
 	if s.pendHead < len(s.pend) {
 		return s.drain(msgs), nil
 	}
-	big := len(msgs[0].Buf) >= MaxSegmentBuf
+	big := s.views || len(msgs[0].Buf) >= MaxSegmentBuf
 	if big && !c.groOn.Load() && c.groCap.Load() {
 		s.enableGRO()
 	}
@@ -263,6 +271,21 @@ func (s *readState) enableGRO() {
 	}
 	s.c.groCap.Store(false) // do not try again
 	slog.Debug("transport: UDP GRO refused by the kernel", "local", s.c.local, "err", errors.Join(err, serr))
+}
+
+// buf returns the buffer to read kernel message i into: the caller's, or in
+// view mode one of the conn's own.
+func (s *readState) buf(msgs []Message, i int) []byte {
+	if !s.views {
+		return msgs[i].Buf
+	}
+	if s.own == nil {
+		s.own = make([][]byte, len(s.hs))
+	}
+	if s.own[i] == nil {
+		s.own[i] = make([]byte, MaxSegmentBuf)
+	}
+	return s.own[i]
 }
 
 // setup points kernel message i at buf.
@@ -308,21 +331,29 @@ func (s *readState) recv(nhs int) (int, error) {
 func (s *readState) readDirect(msgs []Message) (int, error) {
 	k := min(len(msgs), len(s.hs))
 	for i := range k {
-		s.setup(i, msgs[i].Buf, false)
+		s.bufs[i] = s.buf(msgs, i)
+		s.setup(i, s.bufs[i], false)
 	}
 	n, err := s.recv(k)
 	if err != nil {
+		s.forget(k)
 		return 0, err
 	}
 	for i := range n {
-		msgs[i].N = int(s.hs[i].Len)
+		l := int(s.hs[i].Len)
+		if s.views {
+			msgs[i].Buf = s.bufs[i][:l:l]
+		}
+		msgs[i].N = l
 		msgs[i].Addr = getSockaddr(&s.names[i], &s.c.zones)
 	}
+	s.forget(k)
 	return n, nil
 }
 
-// readGRO reads kernel messages into the leading big buffers and splits them
-// into consecutive msgs.
+// readGRO reads kernel messages into the leading big buffers (or, in view
+// mode, the conn's) and splits them into consecutive msgs: copied into their
+// buffers, or in view mode not copied at all.
 func (s *readState) readGRO(msgs []Message) (int, error) {
 	// GRO coalesces at most maxGSOSegments datagrams, so reading
 	// len(msgs)/maxGSOSegments kernel messages normally fits; with fewer msgs
@@ -332,14 +363,17 @@ func (s *readState) readGRO(msgs []Message) (int, error) {
 	k := max(1, len(msgs)/maxGSOSegments)
 	k = min(k, len(s.hs))
 	for i := range k {
-		if len(msgs[i].Buf) < MaxSegmentBuf {
+		if b := s.buf(msgs, i); len(b) >= MaxSegmentBuf {
+			s.bufs[i] = b
+		} else {
 			k = i
 			break
 		}
-		s.setup(i, msgs[i].Buf, true)
+		s.setup(i, s.bufs[i], true)
 	}
 	n, err := s.recv(k)
 	if err != nil {
+		s.forget(k)
 		return 0, err
 	}
 	// Count datagrams per kernel message; keep[j] of message j fit in msgs.
@@ -358,14 +392,14 @@ func (s *readState) readGRO(msgs []Message) (int, error) {
 		s.addrs[j] = getSockaddr(&s.names[j], &s.c.zones)
 		if room := len(msgs) - total; segs > room {
 			// Keep the rest before splitting overwrites any buffer.
-			s.stash(msgs[j].Buf[room*gso:l], gso, s.addrs[j])
+			s.stash(s.bufs[j][room*gso:l], gso, s.addrs[j])
 			segs = max(room, 0)
 			s.segs[j] = segs
 		}
 		total += segs
 	}
 	// Split backwards: message j's datagrams go to msgs[off..off+segs), and
-	// off >= j, so this never overwrites a message not yet split.
+	// off >= j, so a copy never overwrites a message not yet split.
 	off := total
 	for j := n - 1; j >= 0; j-- {
 		segs, gso := s.segs[j], s.gsos[j]
@@ -373,7 +407,18 @@ func (s *readState) readGRO(msgs []Message) (int, error) {
 		if segs == 0 {
 			continue
 		}
-		src := msgs[j].Buf[:s.hs[j].Len]
+		src := s.bufs[j][:s.hs[j].Len]
+		if s.views {
+			step := len(src)
+			if gso > 0 {
+				step = gso
+			}
+			for i := range segs {
+				seg := src[i*step : min((i+1)*step, len(src))]
+				msgs[off+i] = Message{Buf: seg[:len(seg):len(seg)], N: len(seg), Addr: s.addrs[j]}
+			}
+			continue
+		}
 		if gso == 0 {
 			if off != j {
 				msgs[off].N = copy(msgs[off].Buf, src)
@@ -394,7 +439,16 @@ func (s *readState) readGRO(msgs []Message) (int, error) {
 			d.Addr = s.addrs[j]
 		}
 	}
+	s.forget(k)
 	return total, nil
+}
+
+// forget drops the references to the caller's buffers of the first k kernel
+// messages, so that the conn does not keep them alive.
+func (s *readState) forget(k int) {
+	if !s.views {
+		clear(s.bufs[:k])
+	}
 }
 
 // readSpill reads one kernel message into the conn's own buffer and returns
@@ -439,7 +493,13 @@ func (s *readState) drain(msgs []Message) int {
 		if r.gso > 0 {
 			end = min(r.start+r.gso, r.end)
 		}
-		msgs[n].N = copy(msgs[n].Buf, s.spill[r.start:end])
+		if s.views {
+			// Valid until the next read: stash appends only then.
+			msgs[n].Buf = s.spill[r.start:end:end]
+			msgs[n].N = end - r.start
+		} else {
+			msgs[n].N = copy(msgs[n].Buf, s.spill[r.start:end])
+		}
 		msgs[n].Addr = r.addr
 		n++
 		r.start = end

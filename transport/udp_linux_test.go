@@ -492,12 +492,12 @@ func TestSockaddr(t *testing.T) {
 
 // TestAllocs checks that a steady-state round trip does not allocate.
 func TestAllocs(t *testing.T) {
-	for _, big := range []bool{false, true} {
-		t.Run(fmt.Sprintf("bigbuf=%v", big), func(t *testing.T) {
+	for _, mode := range []string{"small", "big", "views"} {
+		t.Run(mode, func(t *testing.T) {
 			a, b := listen(t, "127.0.0.1:0"), listen(t, "127.0.0.1:0")
 			out := outMsgs(b.LocalAddr(), 0, sizes(64, 1400)...)
 			nbig := 0
-			if big {
+			if mode == "big" {
 				nbig = 2
 			}
 			in := inMsgs(IdealBatchSize, nbig, 2048)
@@ -508,6 +508,9 @@ func TestAllocs(t *testing.T) {
 					return
 				}
 				for got := 0; got < len(out); {
+					if mode == "views" {
+						in[0].Buf = nil
+					}
 					n, err := b.ReadBatch(in)
 					if err != nil {
 						failed = err
@@ -620,5 +623,108 @@ func TestGSOWithoutChecksumOffload(t *testing.T) {
 	}
 	if got := a.stats.sendMsgs.Load(); got != 11 {
 		t.Errorf("%d kernel messages sent, want 11 without GSO", got)
+	}
+}
+
+// recvViews is recvN in view mode: it checks that every datagram is a view
+// of exactly its bytes, and returns them with, per read, whether the views of
+// consecutive full-size datagrams were adjacent (not copied apart).
+func recvViews(t testing.TB, c Conn, ms []Message, want int) (got []datagram, adjacent bool) {
+	t.Helper()
+	timer := time.AfterFunc(10*time.Second, func() { c.Close() })
+	defer timer.Stop()
+	adjacent = true
+	for len(got) < want {
+		ms[0].Buf = nil
+		n, err := c.ReadBatch(ms)
+		if err != nil {
+			t.Fatalf("after %d of %d datagrams: %v", len(got), want, err)
+		}
+		for i, m := range ms[:n] {
+			if len(m.Buf) != m.N || cap(m.Buf) != m.N {
+				t.Fatalf("datagram %d: view of len %d cap %d, want both %d", len(got), len(m.Buf), cap(m.Buf), m.N)
+			}
+			if i > 0 && ms[i-1].N == m.N && m.N > 0 &&
+				unsafe.Pointer(&m.Buf[0]) != unsafe.Add(unsafe.Pointer(&ms[i-1].Buf[0]), m.N) {
+				adjacent = false
+			}
+			got = append(got, datagram{m.Addr, bytes.Clone(m.Buf)})
+		}
+	}
+	if len(got) > want {
+		t.Fatalf("got %d datagrams, want %d", len(got), want)
+	}
+	return got, adjacent
+}
+
+// TestViews: in view mode a split GRO read hands out the datagrams where the
+// kernel put them, a view can be sent on as it is (what a relay does), and
+// datagrams that do not fit, or a conn without GRO, still come out whole.
+func TestViews(t *testing.T) {
+	a, b, c := listen(t, "127.0.0.1:0"), listen(t, "127.0.0.1:0"), listen(t, "127.0.0.1:0")
+	if _, groCap, _ := b.offload(); !groCap {
+		t.Skip("kernel without UDP_GRO")
+	}
+	turnGROOn(t, a, b)
+	ms := make([]Message, IdealBatchSize)
+
+	sent := outMsgs(b.LocalAddr(), 0, sizes(40, 1000)...)
+	if err := a.WriteBatch(sent); err != nil {
+		t.Fatal(err)
+	}
+	before := b.stats.recvGROMsgs.Load()
+	got, adjacent := recvViews(t, b, ms, len(sent))
+	check(t, got, a.LocalAddr(), sent)
+	if b.stats.recvGROMsgs.Load() == before {
+		t.Skip("the kernel did not coalesce the batch")
+	}
+	if !adjacent {
+		t.Error("the datagrams of a coalesced read were copied apart")
+	}
+
+	// Relay: read views, change a byte in place, send them on.
+	if err := a.WriteBatch(sent); err != nil {
+		t.Fatal(err)
+	}
+	ms[0].Buf = nil
+	n, err := b.ReadBatch(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]Message, n)
+	for i := range n {
+		ms[i].Buf[5] ^= 0xff
+		ms[i].Addr = c.LocalAddr()
+		want[i] = Message{Buf: bytes.Clone(ms[i].Buf), N: ms[i].N}
+	}
+	if err := b.WriteBatch(ms[:n]); err != nil {
+		t.Fatal(err)
+	}
+	check(t, recvN(t, c, inMsgs(IdealBatchSize, 2, 0), n), b.LocalAddr(), want)
+	if n < len(sent) { // the rest of the batch, if it came in a second read
+		got, _ = recvViews(t, b, ms, len(sent)-n)
+		check(t, got, a.LocalAddr(), sent[n:])
+	}
+
+	// Fewer messages than datagrams in a coalesced read: the rest wait in
+	// the conn and come as views of its spill buffer.
+	sent = outMsgs(b.LocalAddr(), 100, sizes(60, 500)...)
+	if err := a.WriteBatch(sent); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = recvViews(t, b, ms[:7], len(sent))
+	check(t, got, a.LocalAddr(), sent)
+
+	// Without GRO each datagram is read into a buffer of the conn's.
+	d := listen(t, "127.0.0.1:0")
+	d.groCap.Store(false)
+	sent = outMsgs(d.LocalAddr(), 200, 1, 1400, 0, 700, 65000)
+	if err := a.WriteBatch(sent); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = recvViews(t, d, ms, len(sent))
+	check(t, got, a.LocalAddr(), sent)
+	if _, _, groOn := d.offload(); groOn {
+		t.Error("GRO switched on although the kernel was said to lack it")
 	}
 }

@@ -300,7 +300,7 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
 func (c *Conn) BatchSize() int { return batchSize }
 
 // ReadBatch implements transport.Conn. A datagram longer than its buffer is
-// truncated.
+// truncated; in view mode it is handed over whole.
 func (c *Conn) ReadBatch(msgs []transport.Message) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
@@ -313,10 +313,16 @@ func (c *Conn) ReadBatch(msgs []transport.Message) (int, error) {
 	if c.closed {
 		return 0, fmt.Errorf("memnet: read %s: %w", c.local, net.ErrClosed)
 	}
+	views := msgs[0].Buf == nil // the packet's own copy becomes the view
 	k := 0
 	for ; k < len(msgs) && c.head < len(c.q); k++ {
 		p := &c.q[c.head]
-		msgs[k].N = copy(msgs[k].Buf, p.data)
+		if views {
+			msgs[k].Buf = p.data[:len(p.data):len(p.data)]
+			msgs[k].N = len(p.data)
+		} else {
+			msgs[k].N = copy(msgs[k].Buf, p.data)
+		}
 		msgs[k].Addr = p.from
 		*p = packet{}
 		c.head++
