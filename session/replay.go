@@ -1,6 +1,9 @@
 package session
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // The replay filter is the bitmap ring of RFC 6479: a window of counters below
 // the highest one seen, kept as 64-bit blocks in a ring so that sliding the
@@ -20,14 +23,21 @@ type ReplayFilter struct {
 	highest uint64
 	any     bool
 	ring    [ringBlocks]uint64
+
+	// Copies of highest and any for mayAccept, which takes no lock.
+	seen atomic.Bool
+	top  atomic.Uint64
 }
 
-// mayAccept is a cheap check before decryption: false for a counter that is
-// certainly refused. Accept decides.
+// mayAccept is a cheap check before decryption, without the lock: false for a
+// counter below the window, which is certainly refused. Accept decides; like
+// WireGuard's, a replay inside the window costs one decryption, as a forgery does.
 func (f *ReplayFilter) mayAccept(c uint64) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.check(c)
+	if !f.seen.Load() {
+		return true
+	}
+	top := f.top.Load()
+	return c > top || top-c < ReplayWindow
 }
 
 func (f *ReplayFilter) check(c uint64) bool {
@@ -64,6 +74,8 @@ func (f *ReplayFilter) Accept(c uint64) bool {
 		}
 		f.highest = c
 	}
+	f.top.Store(f.highest)
+	f.seen.Store(true)
 	f.ring[(c/blockBits)%ringBlocks] |= 1 << (c % blockBits)
 	return true
 }

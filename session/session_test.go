@@ -121,7 +121,12 @@ func TestReplayFilterMatchesModel(t *testing.T) {
 			default:
 				c = highest - min(highest, uint64(r.IntN(ReplayWindow+300))) // behind
 			}
-			want := !seen[c] && (!any || c > highest || highest-c < ReplayWindow)
+			inWindow := !any || c > highest || highest-c < ReplayWindow
+			want := !seen[c] && inWindow
+			// The lock-free pre-check refuses exactly what is below the window.
+			if got := f.mayAccept(c); got != inWindow {
+				t.Fatalf("trial %d: mayAccept(%d) with highest %d = %v, want %v", trial, c, highest, got, inWindow)
+			}
 			if got := f.Accept(c); got != want {
 				t.Fatalf("trial %d: Accept(%d) with highest %d = %v, want %v", trial, c, highest, got, want)
 			}
