@@ -34,7 +34,10 @@ function showSignIn(message) {
         const me = await api.whoami(key);
         setKey(key);
         state.me = me;
-        if (!location.hash || location.hash === '#/signin') location.hash = '#/meshes';
+        // replaceState fires no hashchange: start renders once. (Setting
+        // location.hash rendered twice, and the second render replaced a form
+        // the user may already have been typing into.)
+        if (!location.hash || location.hash === '#/signin') history.replaceState(null, '', '#/meshes');
         start();
       } catch (ex) {
         err.textContent = ex instanceof APIError && ex.status === 401 ? 'That key was not accepted.' : `Sign-in failed: ${ex.message}`;
