@@ -90,7 +90,13 @@ func (c *cutConn) WriteBatch(msgs []transport.Message) error {
 }
 
 func (c *cutConn) ReadBatch(msgs []transport.Message) (int, error) {
+	views := len(msgs) > 0 && msgs[0].Buf == nil
 	for {
+		if views {
+			// The read that came to nothing left views in msgs; this one
+			// must be in view mode too, not copy into those.
+			msgs[0].Buf = nil
+		}
 		n, err := c.Conn.ReadBatch(msgs)
 		if err != nil {
 			return n, err
