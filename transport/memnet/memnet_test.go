@@ -379,3 +379,30 @@ func Example() {
 	// 1 datagram from 192.0.2.1:4242: hello
 	// {Sent:2 Delivered:1 DroppedLoss:0 DroppedDown:1 DroppedNoConn:0 DroppedQueue:0}
 }
+
+// TestViews: in view mode a datagram comes whole, as the network's own copy
+// (len = cap = N), whatever buffers the caller had before.
+func TestViews(t *testing.T) {
+	n := New()
+	a, b := listen(t, n, ipA, 0), listen(t, n, ipB, 4242)
+	sent := append(msgs(b.LocalAddr(), 0, 3, 3000), transport.Message{Addr: b.LocalAddr()})
+	if err := a.WriteBatch(sent); err != nil {
+		t.Fatal(err)
+	}
+	in := make([]transport.Message, 2)
+	var got []transport.Message
+	for len(got) < len(sent) {
+		in[0].Buf = nil
+		k, err := b.ReadBatch(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range in[:k] {
+			if len(m.Buf) != m.N || cap(m.Buf) != m.N {
+				t.Fatalf("view of len %d cap %d for %d bytes", len(m.Buf), cap(m.Buf), m.N)
+			}
+		}
+		got = append(got, in[:k]...)
+	}
+	equal(t, got, sent, a.LocalAddr())
+}
