@@ -61,11 +61,17 @@ rss() {
 		cat "$T/$name.log" >&2
 		lib_die "node $name exited"
 	}
-	local rss hwm
+	local rss hwm anon file
 	rss=$(awk '/^VmRSS/{print $2}' "/proc/$pid/status")
 	hwm=$(awk '/^VmHWM/{print $2}' "/proc/$pid/status")
-	printf '%-22s RSS %6.1f MiB   peak %6.1f MiB\n' "$3" "$(echo "$rss / 1024" | bc -l)" "$(echo "$hwm / 1024" | bc -l)"
-	echo "RESULT $name rss_kib=$rss hwm_kib=$hwm"
+	# RSS = the process's own memory (anon) + pages of the binary it has
+	# mapped in (file: shared page cache, most of it text the package inits
+	# touched, and the kernel maps neighbouring cached pages with each fault).
+	anon=$(awk '/^RssAnon/{print $2}' "/proc/$pid/status")
+	file=$(awk '/^RssFile/{print $2}' "/proc/$pid/status")
+	printf '%-22s RSS %6.1f MiB (anon %5.1f, file %5.1f)   peak %6.1f MiB\n' "$3" "$(echo "$rss / 1024" | bc -l)" \
+		"$(echo "$anon / 1024" | bc -l)" "$(echo "$file / 1024" | bc -l)" "$(echo "$hwm / 1024" | bc -l)"
+	echo "RESULT $name rss_kib=$rss anon_kib=$anon file_kib=$file hwm_kib=$hwm"
 	lib_stop "$pid" 5 || true
 }
 
