@@ -263,10 +263,14 @@ func (s *sim) verify() (wrong, undetected int) {
 }
 
 // walk follows the tables from src to dst as the data plane would, with down
-// reporting which link ends count as dead. It returns the one-way delay of
-// the path, its hop count, and whether it arrived; looped reports a packet
-// that came back to a node it had passed.
-func (s *sim) walk(src, dst int32, down func(i, slot int32) bool) (delay int64, hops int, arrived, looped bool) {
+// (if not nil) reporting which link ends count as dead, and calls edge (if not
+// nil) with each link crossed. It returns the one-way delay of the path, its
+// hop count, and whether it arrived; looped reports a packet that came back to
+// a node it had passed.
+func (s *sim) walk(src, dst int32, down func(i, slot int32) bool, edge func(int32)) (delay int64, hops int, arrived, looped bool) {
+	if down == nil {
+		down = func(int32, int32) bool { return false }
+	}
 	if len(s.visit) != len(s.nodes) {
 		s.visit = make([]uint32, len(s.nodes))
 	}
@@ -299,6 +303,9 @@ func (s *sim) walk(src, dst int32, down func(i, slot int32) bool) (delay int64, 
 		if !s.edgeLive(a.edge) || !s.nodes[a.nbr].alive || down(cur, k) {
 			return delay, hops, false, false
 		}
+		if edge != nil {
+			edge(a.edge)
+		}
 		delay += s.edges[a.edge].delay
 		hops++
 		prev, cur = cur, a.nbr
@@ -324,7 +331,6 @@ func (s *sim) stretch() Stretch {
 		}
 	}
 	dist := make([]uint64, n)
-	none := func(int32, int32) bool { return false }
 	for k := 0; k < s.o.StretchSources; k++ {
 		src := s.rng.Int32N(int32(n))
 		if !s.nodes[src].alive {
@@ -336,7 +342,7 @@ func (s *sim) stretch() Stretch {
 			if dst == src || dist[dst] == infDist || !s.nodes[dst].alive {
 				continue
 			}
-			d, _, ok, loop := s.walk(src, dst, none)
+			d, _, ok, loop := s.walk(src, dst, nil, nil)
 			st.Pairs++
 			switch {
 			case loop:

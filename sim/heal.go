@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/x0tta6bl4/x0t/heal"
@@ -706,44 +707,15 @@ func (s *sim) busiestEdge() int32 {
 }
 
 func (s *sim) pathUses(src, dst, e int32) bool {
-	for _, x := range s.pathEdges(src, dst) {
-		if x == e {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(s.pathEdges(src, dst), e)
 }
 
 // pathEdges returns the links a packet from src to dst crosses now, as the
 // data plane forwards it (nil if it does not arrive).
 func (s *sim) pathEdges(src, dst int32) []int32 {
 	var out []int32
-	if len(s.visit) != len(s.nodes) {
-		s.visit = make([]uint32, len(s.nodes))
-	}
-	s.visitGen++
-	cur, prev := src, int32(-1)
-	dstID := s.nodes[dst].id
-	for cur != dst {
-		if s.visit[cur] == s.visitGen || !s.nodes[cur].alive {
-			return nil
-		}
-		s.visit[cur] = s.visitGen
-		n := &s.nodes[cur]
-		var from identity.NodeID
-		if prev >= 0 {
-			from = s.nodes[prev].id
-		}
-		next, ok := n.r.Table().NextHop(dstID, from, func(id identity.NodeID) bool { return s.linkUsable(cur, s.slotOf(cur, id)) })
-		if !ok {
-			return nil
-		}
-		a := n.adj[s.slotOf(cur, next)]
-		if !s.edgeLive(a.edge) || !s.nodes[a.nbr].alive {
-			return nil
-		}
-		out = append(out, a.edge)
-		prev, cur = cur, a.nbr
+	if _, _, ok, _ := s.walk(src, dst, nil, func(e int32) { out = append(out, e) }); !ok {
+		return nil
 	}
 	return out
 }

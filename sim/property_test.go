@@ -54,7 +54,6 @@ func TestPropertyLoopFreedom(t *testing.T) {
 				if !p.Converged {
 					t.Errorf("%s: not converged: %d wrong routes, %d undetected links", p.Event, p.Wrong, p.Undetected)
 				}
-				none := func(int32, int32) bool { return false }
 				alive := func(i int) bool { return s.nodes[i].alive }
 				for src := range s.nodes {
 					hops := s.bfs(int32(src))
@@ -62,7 +61,7 @@ func TestPropertyLoopFreedom(t *testing.T) {
 						if src == dst || !alive(src) || !alive(dst) || hops[dst] < 0 {
 							continue
 						}
-						_, _, ok, loop := s.walk(int32(src), int32(dst), none)
+						_, _, ok, loop := s.walk(int32(src), int32(dst), nil, nil)
 						if !ok || loop {
 							t.Errorf("%s: %d→%d not delivered (loop %v)", p.Event, src, dst, loop)
 						}
@@ -79,14 +78,14 @@ func TestPropertyLoopFreedom(t *testing.T) {
 							if src == dst || !alive(src) || !alive(dst) {
 								continue
 							}
-							if _, _, _, loop := s.walk(int32(src), int32(dst), none); loop {
+							if _, _, _, loop := s.walk(int32(src), int32(dst), nil, nil); loop {
 								continue
 							}
-							_, _, ok, loop := s.walk(int32(src), int32(dst), down)
+							_, _, ok, loop := s.walk(int32(src), int32(dst), down, nil)
 							if loop {
 								t.Errorf("%s: with link %d-%d down, %d→%d loops", p.Event, ed.a, ed.b, src, dst)
 							}
-							if _, _, used, _ := s.walkUses(int32(src), int32(dst), int32(e)); used {
+							if s.walkUses(int32(src), int32(dst), int32(e)) {
 								linkBroken++
 								if ok {
 									linkRepaired++
@@ -105,11 +104,11 @@ func TestPropertyLoopFreedom(t *testing.T) {
 							if src == dst || src == x || dst == x || !alive(src) || !alive(dst) {
 								continue
 							}
-							if _, _, used, _ := s.walkVia(int32(src), int32(dst), int32(x)); !used {
+							if !s.walkVia(int32(src), int32(dst), int32(x)) {
 								continue
 							}
 							nodeBroken++
-							_, _, ok, loop := s.walk(int32(src), int32(dst), down)
+							_, _, ok, loop := s.walk(int32(src), int32(dst), down, nil)
 							if loop {
 								nodeLoops++
 							}
@@ -134,25 +133,15 @@ func TestPropertyLoopFreedom(t *testing.T) {
 }
 
 // walkUses reports whether the primary path from src to dst crosses edge e.
-func (s *sim) walkUses(src, dst, e int32) (int64, int, bool, bool) {
+func (s *sim) walkUses(src, dst, e int32) bool {
 	used := false
-	s.walk(src, dst, func(i, k int32) bool {
-		if s.nodes[i].adj[k].edge == e {
-			used = true
-		}
-		return false
-	})
-	return 0, 0, used, false
+	s.walk(src, dst, nil, func(x int32) { used = used || x == e })
+	return used
 }
 
 // walkVia reports whether the primary path from src to dst passes node x.
-func (s *sim) walkVia(src, dst, x int32) (int64, int, bool, bool) {
+func (s *sim) walkVia(src, dst, x int32) bool {
 	used := false
-	s.walk(src, dst, func(i, k int32) bool {
-		if s.nodes[i].adj[k].nbr == x {
-			used = true
-		}
-		return false
-	})
-	return 0, 0, used, false
+	s.walk(src, dst, nil, func(e int32) { used = used || s.edges[e].a == x || s.edges[e].b == x })
+	return used
 }
