@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,9 +88,7 @@ func (a *adminFlags) run(fn func(ctx context.Context, c *controlclient.Client, c
 // output prints v as JSON with --json, or else calls table.
 func (a *adminFlags) output(w io.Writer, v any, table func(*tabwriter.Writer)) error {
 	if a.json {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return printJSON(w, v)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	table(tw)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/x0tta6bl4/x0t/heal"
 	"github.com/x0tta6bl4/x0t/localapi"
 	"github.com/x0tta6bl4/x0t/node"
 )
@@ -43,45 +44,12 @@ func localCommands() []*cobra.Command {
 		}
 		return localapi.NewClient(socket)
 	}
-	ctx := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.Background(), 10*time.Second)
-	}
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show the local node: peers, addresses, paths, handshakes, traffic",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			st, err := client().Status(c)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd.OutOrStdout(), st)
-			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%s (%s) mesh %s, %s, listening on %s, up %s, health %s\n", st.Name, st.ID[:8], st.Mesh,
-				strings.Join(st.Addrs, " "), st.Listen, st.Uptime.Round(time.Second), st.Health)
-			tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "PEER\tADDRESS\tPATH\tTRANSPORT\tENDPOINT\tHANDSHAKE\tRX\tTX")
-			for _, p := range st.Peers {
-				path := "mesh"
-				if p.Direct {
-					path = "direct"
-				}
-				hs := "-"
-				if !p.LastHandshake.IsZero() {
-					hs = time.Since(p.LastHandshake).Round(time.Second).String() + " ago"
-				}
-				addr := ""
-				if len(p.Addrs) > 0 {
-					addr = p.Addrs[0].String()
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, path, firstOf(p.Transport, "-"), firstOf(p.Endpoint, "-"), hs,
-					bytesString(p.RxBytes), bytesString(p.TxBytes))
-			}
-			return tw.Flush()
+			return showLocal(cmd, asJSON, client().Status, printStatus)
 		},
 	}
 	routes := &cobra.Command{
@@ -89,29 +57,7 @@ func localCommands() []*cobra.Command {
 		Short: "Show the local node's routing table and links",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			r, err := client().Routes(c)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd.OutOrStdout(), r)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "DESTINATION\tNEXT HOP\tMETRIC\tHOPS\tALTERNATE\tPATH NOW")
-			for _, ri := range r.Routes {
-				path := "via " + ri.Next
-				if ri.Direct {
-					path = "direct"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", ri.Dest, ri.Next, ri.Metric, ri.Hops, firstOf(ri.Alt, "-"), path)
-			}
-			fmt.Fprintln(tw, "\nLINK\tSTATE\tRTT\tLOSS\tMETRIC\t")
-			for _, l := range r.Links {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%d\t\n", l.Peer, l.State, l.RTT.Round(time.Microsecond), 100*l.Loss, l.Metric)
-			}
-			return tw.Flush()
+			return showLocal(cmd, asJSON, client().Routes, printRoutes)
 		},
 	}
 	var limit int
@@ -120,43 +66,8 @@ func localCommands() []*cobra.Command {
 		Short: "Show the local node's health state and recent incidents (MAPE-K)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cancel := ctx()
-			defer cancel()
-			h, err := client().Health(c, limit)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd.OutOrStdout(), h)
-			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "health: %s", h.Health.State)
-			if !h.Health.Since.IsZero() {
-				fmt.Fprintf(w, " since %s", h.Health.Since.Format(time.RFC3339))
-			}
-			fmt.Fprintln(w)
-			for _, r := range h.Health.Reasons {
-				fmt.Fprintf(w, "  - %s\n", r)
-			}
-			if len(h.Incidents) == 0 {
-				fmt.Fprintln(w, "no incidents")
-				return nil
-			}
-			tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "\nINCIDENT\tSTARTED\tKIND\tSUBJECT\tSTATE\tACTIONS\tWORKED")
-			for _, inc := range h.Incidents {
-				state := "resolved"
-				if inc.Open {
-					state = "open"
-				}
-				var acts []string
-				for _, a := range inc.Actions {
-					acts = append(acts, fmt.Sprintf("%s:%s", a.Action.Type, a.Result))
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", inc.ID, inc.Started.Format("15:04:05"), inc.Kind,
-					firstOf(shortID(inc.Subject), "this node"), state, firstOf(strings.Join(acts, ","), "-"), firstOf(string(inc.Worked), "-"))
-			}
-			return tw.Flush()
+			fetch := func(ctx context.Context) (*heal.Snapshot, error) { return client().Health(ctx, limit) }
+			return showLocal(cmd, asJSON, fetch, printHealth)
 		},
 	}
 	health.Flags().IntVar(&limit, "limit", 20, "incidents to show")
@@ -166,6 +77,95 @@ func localCommands() []*cobra.Command {
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	}
 	return cmds
+}
+
+// printStatus prints `x0t status`.
+func printStatus(w io.Writer, st *localapi.Status) error {
+	fmt.Fprintf(w, "%s (%s) mesh %s, %s, listening on %s, up %s, health %s\n", st.Name, st.ID[:8], st.Mesh,
+		strings.Join(st.Addrs, " "), st.Listen, st.Uptime.Round(time.Second), st.Health)
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tADDRESS\tPATH\tTRANSPORT\tENDPOINT\tHANDSHAKE\tRX\tTX")
+	for _, p := range st.Peers {
+		path := "mesh"
+		if p.Direct {
+			path = "direct"
+		}
+		hs := "-"
+		if !p.LastHandshake.IsZero() {
+			hs = time.Since(p.LastHandshake).Round(time.Second).String() + " ago"
+		}
+		addr := ""
+		if len(p.Addrs) > 0 {
+			addr = p.Addrs[0].String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, path, firstOf(p.Transport, "-"), firstOf(p.Endpoint, "-"), hs,
+			bytesString(p.RxBytes), bytesString(p.TxBytes))
+	}
+	return tw.Flush()
+}
+
+// printRoutes prints `x0t routes`: the routing table, then the links.
+func printRoutes(w io.Writer, r *localapi.Routes) error {
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "DESTINATION\tNEXT HOP\tMETRIC\tHOPS\tALTERNATE\tPATH NOW")
+	for _, ri := range r.Routes {
+		path := "via " + ri.Next
+		if ri.Direct {
+			path = "direct"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", ri.Dest, ri.Next, ri.Metric, ri.Hops, firstOf(ri.Alt, "-"), path)
+	}
+	fmt.Fprintln(tw, "\nLINK\tSTATE\tRTT\tLOSS\tMETRIC\t")
+	for _, l := range r.Links {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%d\t\n", l.Peer, l.State, l.RTT.Round(time.Microsecond), 100*l.Loss, l.Metric)
+	}
+	return tw.Flush()
+}
+
+// printHealth prints `x0t health`: the state and its reasons, then the incidents.
+func printHealth(w io.Writer, h *heal.Snapshot) error {
+	fmt.Fprintf(w, "health: %s", h.Health.State)
+	if !h.Health.Since.IsZero() {
+		fmt.Fprintf(w, " since %s", h.Health.Since.Format(time.RFC3339))
+	}
+	fmt.Fprintln(w)
+	for _, r := range h.Health.Reasons {
+		fmt.Fprintf(w, "  - %s\n", r)
+	}
+	if len(h.Incidents) == 0 {
+		fmt.Fprintln(w, "no incidents")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nINCIDENT\tSTARTED\tKIND\tSUBJECT\tSTATE\tACTIONS\tWORKED")
+	for _, inc := range h.Incidents {
+		state := "resolved"
+		if inc.Open {
+			state = "open"
+		}
+		var acts []string
+		for _, a := range inc.Actions {
+			acts = append(acts, fmt.Sprintf("%s:%s", a.Action.Type, a.Result))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", inc.ID, inc.Started.Format("15:04:05"), inc.Kind,
+			firstOf(shortID(inc.Subject), "this node"), state, firstOf(strings.Join(acts, ","), "-"), firstOf(string(inc.Worked), "-"))
+	}
+	return tw.Flush()
+}
+
+// showLocal asks the local node for one view (fetch, within 10 s) and prints
+// it: as JSON with --json, else as text does.
+func showLocal[T any](cmd *cobra.Command, asJSON bool, fetch func(context.Context) (T, error), text func(io.Writer, T) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := fetch(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(cmd.OutOrStdout(), v)
+	}
+	return text(cmd.OutOrStdout(), v)
 }
 
 // pingCommand is `x0t ping NODE`: echoes through the tunnel on the path
