@@ -23,7 +23,7 @@ const DefaultUnderlayMTU = 1500
 
 const (
 	directOverhead = wire.DataHeaderSize + wire.TagSize
-	wrapOverhead   = wire.ForwardHeaderSize + wire.DataHeaderSize + wire.TagSize
+	wrapOverhead   = wire.RelayHeaderSize // a relayed packet's link layer
 )
 
 var errTooBig = errors.New("node: packet too big for the relayed path")
