@@ -728,3 +728,26 @@ func TestViews(t *testing.T) {
 		t.Error("GRO switched on although the kernel was said to lack it")
 	}
 }
+
+// TestNonBlocking checks what the raw recvmmsg and sendmmsg calls rely on: the
+// socket never blocks, so a call on an empty socket returns EAGAIN at once.
+func TestNonBlocking(t *testing.T) {
+	c := listen(t, "127.0.0.1:0")
+	var flags int
+	var ferr error
+	if err := c.rc.Control(func(fd uintptr) { flags, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil || ferr != nil {
+		t.Fatal(err, ferr)
+	}
+	if flags&unix.O_NONBLOCK == 0 {
+		t.Fatalf("socket flags %#x: not O_NONBLOCK", flags)
+	}
+	s := newReadState(c)
+	s.nhs = 1
+	var ready bool
+	if err := c.rc.Control(func(fd uintptr) { ready = s.recvmmsg(fd) }); err != nil {
+		t.Fatal(err)
+	}
+	if ready {
+		t.Fatalf("recvmmsg on an empty socket: n=%d errno=%v, want EAGAIN", s.n, s.errno)
+	}
+}
