@@ -28,10 +28,15 @@ const (
 	// buffer holds.
 	maxGSOSegments = 64
 
-	// Largest UDP payload of one kernel message: the IP total length is 16 bits
-	// and, for IPv4, includes the IP header; both include the UDP header.
-	maxPayload4 = 1<<16 - 1 - 20 - 8
-	maxPayload6 = 1<<16 - 1 - 8
+	// Largest UDP payload of one GSO send. A device takes a GSO packet whole
+	// only if it is shorter than the device's gso_max_size, 64 KiB on
+	// loopback, veth and most NICs, counted with the IP, UDP and link-layer
+	// headers; a longer one the kernel splits in software, and the receiver
+	// then reads and opens each datagram alone (TestGSOWhole). linkRoom is
+	// the room left for the link layer: Ethernet with two VLAN tags is 22.
+	linkRoom    = 32
+	maxPayload4 = 1<<16 - 1 - 20 - 8 - linkRoom
+	maxPayload6 = 1<<16 - 1 - 40 - 8 - linkRoom
 
 	// oobSize is the control buffer per received message; UDP_GRO needs
 	// CmsgSpace(4) = 24 bytes, the rest is headroom.

@@ -751,3 +751,38 @@ func TestNonBlocking(t *testing.T) {
 		t.Fatalf("recvmmsg on an empty socket: n=%d errno=%v, want EAGAIN", s.n, s.errno)
 	}
 }
+
+// TestGSOWhole checks that a full GSO send reaches a GRO socket as one buffer
+// for segment sizes whose runs end just under the payload limit: a device
+// takes a GSO packet whole only if it is shorter than its gso_max_size (64
+// KiB) with the link-layer header counted, else the kernel splits it in
+// software, which costs the receiver a read and a decryption call per datagram.
+func TestGSOWhole(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		seg  int
+	}{
+		{"127.0.0.1:0", 1200}, {"127.0.0.1:0", 1424}, {"127.0.0.1:0", 1472}, {"127.0.0.1:0", 1500},
+		{"[::1]:0", 1200}, {"[::1]:0", 1424}, {"[::1]:0", 1452}, {"[::1]:0", 1500},
+	} {
+		seg := tc.seg
+		t.Run(fmt.Sprint(tc.addr, "/", seg), func(t *testing.T) {
+			a, b := listen(t, tc.addr), listen(t, tc.addr)
+			if gso, _, _ := a.offload(); !gso {
+				t.Skip("kernel without UDP_SEGMENT")
+			}
+			turnGROOn(t, a, b)
+			a.stats.sendMsgs.Store(0)
+			b.stats.recvMsgs.Store(0)
+			sent := outMsgs(b.LocalAddr(), 0, sizes(2*maxGSOSegments, seg)...)
+			if err := a.WriteBatch(sent); err != nil {
+				t.Fatal(err)
+			}
+			got := recvN(t, b, inMsgs(IdealBatchSize, IdealBatchSize, MaxSegmentBuf), len(sent))
+			check(t, got, a.LocalAddr(), sent)
+			if s, r := a.stats.sendMsgs.Load(), b.stats.recvMsgs.Load(); r != s {
+				t.Errorf("%d datagrams of %d bytes left as %d kernel messages and arrived as %d", len(sent), seg, s, r)
+			}
+		})
+	}
+}
