@@ -301,6 +301,16 @@ func (n *Node) openBatch(in *inbound, k int, now time.Time) {
 				default:
 				}
 			}
+		case wire.TypeDeliver:
+			// The sender is the relay, not the peer whose index it names: an
+			// unknown index says nothing about it, and its address is not the
+			// peer's (no roaming).
+			e2e, err := wire.ParseDeliver(b)
+			if err != nil {
+				n.stats.DropMalformed.Add(1)
+				continue
+			}
+			n.deliver(in, e2e, now)
 		case wire.TypeFragment, wire.TypeInitiation, wire.TypeResponse, wire.TypeCookieReply:
 			n.enqueueFront(inboundMsg{data: append([]byte(nil), b...), src: m.Addr})
 		default:
@@ -377,7 +387,7 @@ func (n *Node) opened(e indexEntry, err error, now time.Time) bool {
 // onRelay handles a relayed data packet (type 6) from a neighbour: its link
 // layer is opened here; a packet for us is then opened end to end, a packet
 // for another node gets its hop limit decremented and is sealed for the next
-// link in place. It returns the neighbour, nil when the header is malformed
+// link in place, or handed over bare (type 7) if that link is the last. It returns the neighbour, nil when the header is malformed
 // or its receiver index unknown (as openSession). It does not allocate.
 func (n *Node) onRelay(in *inbound, m *transport.Message, b []byte, now time.Time) *Peer {
 	idx, counter, err := wire.ParseRelayHeader(b)
@@ -401,17 +411,22 @@ func (n *Node) onRelay(in *inbound, m *transport.Message, b []byte, now time.Tim
 		return from
 	}
 	if identity.NodeID(dst) == n.ID() {
-		p, ipt, ok := n.openSession(in, b[wire.RelayHeaderSize:], now)
-		if !ok || len(ipt) == 0 || !wire.IsIPPacket(ipt) {
-			return from // a keepalive through the mesh, or counted by openSession
-		}
-		if n.acceptIP(p, ipt, now) {
-			in.toDevice(ipt)
-		}
+		n.deliver(in, b[wire.RelayHeaderSize:], now)
 		return from
 	}
 	via, kp, ep, ok := n.relayTo(dst, from, hop)
 	if !ok {
+		return from
+	}
+	if via.id == identity.NodeID(dst) {
+		// The last hop: the destination authenticates the end-to-end packet
+		// itself and nothing of the link's is left to hide or check, so the
+		// link layer gives way to a bare header (type 7). It does not count
+		// as traffic on the link: its keepalives must go on.
+		const cut = wire.RelayHeaderSize - wire.DeliverHeaderSize
+		wire.PutDeliverHeader(b[cut:])
+		n.stats.Forwarded.Add(1)
+		in.out = append(in.out, transport.Message{Buf: m.Buf[cut:len(b)], N: len(b) - cut, Addr: *ep})
 		return from
 	}
 	b[wire.DataHeaderSize+1] = hop - 1
@@ -423,6 +438,24 @@ func (n *Node) onRelay(in *inbound, m *transport.Message, b []byte, now time.Tim
 	n.stats.Forwarded.Add(1)
 	in.out = append(in.out, transport.Message{Buf: m.Buf[:len(b)], N: len(b), Addr: *ep})
 	return from
+}
+
+// deliver opens an end-to-end data packet that came through the mesh, e2e,
+// and passes the IP packet in it to the device. Keepalives through the mesh
+// end here; failures are counted by openSession, anything else but an IP
+// packet as malformed (link messages never travel end to end).
+func (n *Node) deliver(in *inbound, e2e []byte, now time.Time) {
+	p, ipt, ok := n.openSession(in, e2e, now)
+	if !ok || len(ipt) == 0 {
+		return
+	}
+	if !wire.IsIPPacket(ipt) {
+		n.stats.DropMalformed.Add(1)
+		return
+	}
+	if n.acceptIP(p, ipt, now) {
+		in.toDevice(ipt)
+	}
 }
 
 // onLink handles the plaintext of a packet from a direct neighbour: an IP

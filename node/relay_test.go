@@ -15,6 +15,8 @@ import (
 // limit ran out and a truncated one are dropped at the relay and counted; a
 // changed end-to-end payload passes the relay (it is not the link's to check)
 // and is dropped and counted at the destination, never written to its device.
+// The relay hands packets to the destination bare (type 7); there a replayed,
+// changed, unknown or truncated one is dropped and counted too.
 func TestRelayedPacketRefusals(t *testing.T) {
 	m := newDPMesh(t, 3)
 	src, relay, dst := m.nodes[0], m.nodes[1], m.nodes[2]
@@ -42,29 +44,74 @@ func TestRelayedPacketRefusals(t *testing.T) {
 		in.msgs[0] = transport.Message{Buf: bytes.Clone(b), N: len(b), Addr: from}
 		relay.openBatch(in, 1, m.now)
 	}
-	// atDestination receives one datagram at n2 and processes it.
-	atDestination := func() {
+	// atDestination receives one datagram at n2, processes it and returns a
+	// copy of it as it arrived.
+	atDestination := func() []byte {
 		t.Helper()
 		if err := m.receive(2, 1); err != nil {
 			t.Fatal(err)
 		}
+		msg := m.ins[2].msgs[0]
+		got := bytes.Clone(msg.Buf[:msg.N])
 		dst.openBatch(m.ins[2], 1, m.now)
+		return got
 	}
-	type counts struct{ fwd, auth, replay, hop, malformed, rx, dstAuth uint64 }
+	type counts struct{ fwd, auth, replay, hop, malformed, rx, dstAuth, dstReplay, dstUnknown uint64 }
 	read := func() counts {
 		return counts{relay.stats.Forwarded.Load(), relay.stats.DropAuth.Load(), relay.stats.DropReplay.Load(),
-			relay.stats.DropHopLimit.Load(), relay.stats.DropMalformed.Load(), dst.stats.RxPackets.Load(), dst.stats.DropAuth.Load()}
+			relay.stats.DropHopLimit.Load(), relay.stats.DropMalformed.Load(), dst.stats.RxPackets.Load(), dst.stats.DropAuth.Load(),
+			dst.stats.DropReplay.Load(), dst.stats.DropUnknownSession.Load()}
 	}
 
 	genuine := sealed()
 	before := read()
 	toRelay(genuine)
-	atDestination()
+	delivered := atDestination()
 	if err := m.drain(2, 1); err != nil {
 		t.Fatal(err)
 	}
 	if c := read(); c.fwd != before.fwd+1 || c.rx != before.rx+1 {
 		t.Fatalf("genuine packet: forwarded %d→%d, delivered %d→%d", before.fwd, c.fwd, before.rx, c.rx)
+	}
+	// The last hop carries the end-to-end packet bare, and the destination
+	// takes nothing from the relay's datagram: n0 keeps no address at n2.
+	if want := genuine[wire.RelayHeaderSize-wire.DeliverHeaderSize:]; wire.PacketType(delivered) != wire.TypeDeliver ||
+		!bytes.Equal(delivered[wire.DeliverHeaderSize:], want[wire.DeliverHeaderSize:]) {
+		t.Fatalf("the relay handed over %x, want type 7 and the end-to-end packet %x", delivered, want[wire.DeliverHeaderSize:])
+	}
+	if ep := m.peer(2, 0).endpoint.Load(); ep != nil {
+		t.Fatalf("n2 took %v, the relay's address, for n0's", *ep)
+	}
+	// toDestination hands b to n2 as if it came from the relay.
+	toDestination := func(b []byte) {
+		in := m.ins[2]
+		in.msgs[0] = transport.Message{Buf: bytes.Clone(b), N: len(b), Addr: m.conns[1].LocalAddr()}
+		dst.openBatch(in, 1, m.now)
+	}
+	checkDst := func(name string, b []byte, want func(before, after counts) bool) {
+		t.Helper()
+		before := read()
+		toDestination(b)
+		if after := read(); !want(before, after) || after.rx != before.rx {
+			t.Errorf("%s at the destination: counters %+v → %+v", name, before, after)
+		}
+	}
+	checkDst("replayed type 7", delivered, func(b, a counts) bool { return a.dstReplay == b.dstReplay+1 })
+	bad := bytes.Clone(delivered)
+	bad[len(bad)-1] ^= 1
+	checkDst("changed type 7", bad, func(b, a counts) bool { return a.dstAuth == b.dstAuth+1 })
+	bad = bytes.Clone(delivered)
+	bad[wire.DeliverHeaderSize+4] ^= 0xff // the receiver index
+	checkDst("type 7 for an unknown index", bad, func(b, a counts) bool { return a.dstUnknown == b.dstUnknown+1 })
+	select {
+	case addr := <-dst.unknown:
+		t.Fatalf("a type 7 for an unknown index asked for a handshake with %v, the relay", addr)
+	default:
+	}
+	malformed := dst.stats.DropMalformed.Load()
+	toDestination(delivered[:wire.DeliverHeaderSize+wire.DataOverhead-1])
+	if got := dst.stats.DropMalformed.Load(); got != malformed+1 {
+		t.Errorf("truncated type 7: malformed drops %d → %d", malformed, got)
 	}
 
 	check := func(name string, b []byte, want func(before, after counts) bool) {
@@ -98,7 +145,7 @@ func TestRelayedPacketRefusals(t *testing.T) {
 	check("hop limit", buf[:e2eStart+l], func(b, a counts) bool { return a.hop == b.hop+1 })
 
 	// A changed end-to-end ciphertext: forwarded, refused at the destination.
-	bad := sealed()
+	bad = sealed()
 	bad[wire.RelayHeaderSize+wire.DataHeaderSize+30] ^= 0x80
 	before = read()
 	toRelay(bad)

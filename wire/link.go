@@ -145,3 +145,36 @@ func RelayAD(ad, b []byte) {
 	copy(ad[32:48], inner[len(inner)-TagSize:])
 	binary.BigEndian.PutUint16(ad[48:50], uint16(len(inner)))
 }
+
+// A delivered packet (type 7) is an end-to-end data packet handed to its
+// destination by the last relay of its path, which replaces its own link layer
+// with a 4-byte header:
+//
+//	0   type = 7, reserved (3)
+//	4   end-to-end data packet (type 4): header, ciphertext, tag
+//
+// Nothing in it is the last link's to protect: the destination opens the
+// end-to-end packet as it would a direct one, and does not take the datagram's
+// source address for its peer's (docs/protocol.md, section 5.1).
+const DeliverHeaderSize = 4
+
+// PutDeliverHeader writes a delivered packet's header into b[:DeliverHeaderSize].
+func PutDeliverHeader(b []byte) {
+	_ = b[DeliverHeaderSize-1]
+	b[0], b[1], b[2], b[3] = TypeDeliver, 0, 0, 0
+}
+
+// ParseDeliver returns the end-to-end data packet that delivered packet b
+// carries. It must hold at least that packet's header and tag.
+func ParseDeliver(b []byte) ([]byte, error) {
+	if len(b) < DeliverHeaderSize+DataOverhead {
+		return nil, ErrShort
+	}
+	if b[0] != TypeDeliver || b[DeliverHeaderSize] != TypeData {
+		return nil, ErrType
+	}
+	if b[1]|b[2]|b[3] != 0 {
+		return nil, ErrReserved
+	}
+	return b[DeliverHeaderSize:], nil
+}

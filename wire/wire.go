@@ -17,6 +17,7 @@ const (
 	TypeData        = 4
 	TypeFragment    = 5
 	TypeRelay       = 6
+	TypeDeliver     = 7
 )
 
 // Sizes of the data packet.

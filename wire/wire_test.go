@@ -185,7 +185,18 @@ func FuzzDecoders(f *testing.F) {
 	PutRelayHeader(relay, 1, 2)
 	PutDataHeader(relay[RelayHeaderSize:], 3, 4)
 	f.Add(relay)
+	f.Add(relay[RelayHeaderSize-DeliverHeaderSize:])
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if inner, err := ParseDeliver(b); err == nil {
+			if b[0] != TypeDeliver || len(inner) != len(b)-DeliverHeaderSize || len(inner) < DataOverhead || inner[0] != TypeData {
+				t.Fatal("delivered packet accepted with a wrong type or length")
+			}
+			h := make([]byte, DeliverHeaderSize)
+			PutDeliverHeader(h)
+			if !bytes.Equal(h, b[:DeliverHeaderSize]) {
+				t.Fatal("delivered packet header does not re-encode")
+			}
+		}
 		if _, _, err := ParseDataHeader(b); err == nil && b[0] != TypeData {
 			t.Fatal("data header of another type accepted")
 		}
@@ -264,6 +275,30 @@ func TestForwardHeader(t *testing.T) {
 	}
 	if IsIPPacket([]byte{LinkForward}) || !IsIPPacket([]byte{0x45}) || !IsIPPacket([]byte{0x60}) || IsIPPacket(nil) {
 		t.Fatal("IsIPPacket")
+	}
+}
+
+func TestDeliverHeader(t *testing.T) {
+	b := make([]byte, DeliverHeaderSize+DataOverhead)
+	PutDataHeader(b[DeliverHeaderSize:], 9, 1)
+	PutDeliverHeader(b)
+	if inner, err := ParseDeliver(b); err != nil || &inner[0] != &b[DeliverHeaderSize] || len(inner) != DataOverhead {
+		t.Fatalf("ParseDeliver = %d bytes, %v", len(inner), err)
+	}
+	if _, err := ParseDeliver(b[:len(b)-1]); !errors.Is(err, ErrShort) {
+		t.Fatalf("short: %v", err)
+	}
+	b[DeliverHeaderSize] = TypeRelay // only data is delivered this way
+	if _, err := ParseDeliver(b); !errors.Is(err, ErrType) {
+		t.Fatalf("inner type: %v", err)
+	}
+	b[DeliverHeaderSize], b[3] = TypeData, 1
+	if _, err := ParseDeliver(b); !errors.Is(err, ErrReserved) {
+		t.Fatalf("reserved: %v", err)
+	}
+	b[3], b[0] = 0, TypeData
+	if _, err := ParseDeliver(b); !errors.Is(err, ErrType) {
+		t.Fatalf("outer type: %v", err)
 	}
 }
 
