@@ -88,21 +88,23 @@ func TestRelayedPacketRefusals(t *testing.T) {
 		in.msgs[0] = transport.Message{Buf: bytes.Clone(b), N: len(b), Addr: m.conns[1].LocalAddr()}
 		dst.openBatch(in, 1, m.now)
 	}
-	checkDst := func(name string, b []byte, want func(before, after counts) bool) {
+	// refused hands b over with give and checks that the counters moved as
+	// want says and that nothing was forwarded or delivered.
+	refused := func(name string, give func([]byte), b []byte, want func(before, after counts) bool) {
 		t.Helper()
 		before := read()
-		toDestination(b)
-		if after := read(); !want(before, after) || after.rx != before.rx {
-			t.Errorf("%s at the destination: counters %+v → %+v", name, before, after)
+		give(b)
+		if after := read(); !want(before, after) || after.fwd != before.fwd || after.rx != before.rx {
+			t.Errorf("%s: counters %+v → %+v", name, before, after)
 		}
 	}
-	checkDst("replayed type 7", delivered, func(b, a counts) bool { return a.dstReplay == b.dstReplay+1 })
+	refused("replayed type 7", toDestination, delivered, func(b, a counts) bool { return a.dstReplay == b.dstReplay+1 })
 	bad := bytes.Clone(delivered)
 	bad[len(bad)-1] ^= 1
-	checkDst("changed type 7", bad, func(b, a counts) bool { return a.dstAuth == b.dstAuth+1 })
+	refused("changed type 7", toDestination, bad, func(b, a counts) bool { return a.dstAuth == b.dstAuth+1 })
 	bad = bytes.Clone(delivered)
 	bad[wire.DeliverHeaderSize+4] ^= 0xff // the receiver index
-	checkDst("type 7 for an unknown index", bad, func(b, a counts) bool { return a.dstUnknown == b.dstUnknown+1 })
+	refused("type 7 for an unknown index", toDestination, bad, func(b, a counts) bool { return a.dstUnknown == b.dstUnknown+1 })
 	select {
 	case addr := <-dst.unknown:
 		t.Fatalf("a type 7 for an unknown index asked for a handshake with %v, the relay", addr)
@@ -114,21 +116,13 @@ func TestRelayedPacketRefusals(t *testing.T) {
 		t.Errorf("truncated type 7: malformed drops %d → %d", malformed, got)
 	}
 
-	check := func(name string, b []byte, want func(before, after counts) bool) {
-		t.Helper()
-		before := read()
-		toRelay(b)
-		if after := read(); !want(before, after) || after.fwd != before.fwd {
-			t.Errorf("%s: counters %+v → %+v", name, before, after)
-		}
-	}
-	check("replay", genuine, func(b, a counts) bool { return a.replay == b.replay+1 })
+	refused("replay", toRelay, genuine, func(b, a counts) bool { return a.replay == b.replay+1 })
 	for _, i := range []int{9, 20, 40, wire.RelayHeaderSize + 4, len(genuine) - 1} {
 		bad := sealed()
 		bad[i] ^= 1
-		check("changed byte of the link layer or e2e header/tag", bad, func(b, a counts) bool { return a.auth == b.auth+1 })
+		refused("changed byte of the link layer or e2e header/tag", toRelay, bad, func(b, a counts) bool { return a.auth == b.auth+1 })
 	}
-	check("truncated", sealed()[:wire.RelayHeaderSize+wire.DataOverhead-1], func(b, a counts) bool { return a.malformed == b.malformed+1 })
+	refused("truncated", toRelay, sealed()[:wire.RelayHeaderSize+wire.DataOverhead-1], func(b, a counts) bool { return a.malformed == b.malformed+1 })
 
 	// Hop limit 1 on arrival: the relay may not pass it on.
 	pkt := m.packet(0, 2)
@@ -142,7 +136,7 @@ func TestRelayedPacketRefusals(t *testing.T) {
 	if err := m.peer(0, 1).current.Load().SealRelay(buf[:e2eStart+l], &ad, m.now); err != nil {
 		t.Fatal(err)
 	}
-	check("hop limit", buf[:e2eStart+l], func(b, a counts) bool { return a.hop == b.hop+1 })
+	refused("hop limit", toRelay, buf[:e2eStart+l], func(b, a counts) bool { return a.hop == b.hop+1 })
 
 	// A changed end-to-end ciphertext: forwarded, refused at the destination.
 	bad = sealed()
