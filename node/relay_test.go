@@ -149,3 +149,45 @@ func TestRelayedPacketRefusals(t *testing.T) {
 			before.fwd, c.fwd, before.dstAuth, c.dstAuth, before.rx, c.rx)
 	}
 }
+
+// FuzzInbound feeds arbitrary datagrams to the relay and to the destination of
+// a line n0–n1–n2, as if they came from the neighbour before each. Only the
+// genuine packets it starts from may ever be forwarded or delivered (each at
+// most once), and nothing may panic.
+func FuzzInbound(f *testing.F) {
+	m := newDPMesh(f, 3)
+	var ad session.RelayScratch
+	pkt := m.packet(0, 2)
+	buf := make([]byte, headroom+len(pkt)+2*wire.TagSize)
+	copy(buf[headroom:], pkt)
+	msg, err := m.nodes[0].encap(m.peer(0, 2), buf, len(pkt), &ad, m.now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	relayed := bytes.Clone(msg.Buf[:msg.N])
+	delivered := append([]byte{wire.TypeDeliver, 0, 0, 0}, relayed[wire.RelayHeaderSize:]...)
+	genuine := map[string]bool{string(relayed): true, string(delivered): true}
+	f.Add(relayed)
+	f.Add(delivered)
+	f.Add(relayed[wire.RelayHeaderSize:]) // the end-to-end packet as type 4
+	f.Add([]byte{wire.TypeDeliver, 0, 0, 0})
+	f.Add([]byte{wire.TypeRelay})
+	relay, dst := m.nodes[1], m.nodes[2]
+	fwd0, rx0 := relay.stats.Forwarded.Load(), dst.stats.RxPackets.Load()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for i := 1; i <= 2; i++ {
+			n, in := m.nodes[i], m.ins[i]
+			fwd, rx := n.stats.Forwarded.Load(), n.stats.RxPackets.Load()
+			in.msgs[0] = transport.Message{Buf: bytes.Clone(b), N: len(b), Addr: m.conns[i-1].LocalAddr()}
+			n.openBatch(in, 1, m.now)
+			if !genuine[string(b)] && (n.stats.Forwarded.Load() != fwd || n.stats.RxPackets.Load() != rx) {
+				t.Fatalf("n%d passed on a datagram that is not genuine: %x", i, b)
+			}
+		}
+		// Both genuine packets carry one end-to-end packet: forwarded once by
+		// the relay (type 6), delivered once (type 7).
+		if fw, dl := relay.stats.Forwarded.Load()-fwd0, dst.stats.RxPackets.Load()-rx0; fw > 1 || dl > 1 {
+			t.Fatalf("forwarded %d times, delivered %d times", fw, dl)
+		}
+	})
+}
