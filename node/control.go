@@ -375,12 +375,19 @@ func (n *Node) handleCookieReply(msg []byte, now time.Time) {
 		return
 	}
 	e, ok := n.index.lookup(r.Receiver)
-	if !ok || e.init == nil {
+	if !ok || (e.init == nil && e.kp == nil) {
 		n.stats.HSUnexpected.Add(1)
 		return
 	}
 	if err := e.peer.cookies.ConsumeReply(r, now); err != nil {
 		n.stats.HSUnexpected.Add(1)
+		return
+	}
+	if e.init == nil {
+		// An answer to our response: the peer is under load. A response can
+		// not be sent again, but the peer's next initiation gets one with
+		// the cookie's mac2 (without it, every response to a node under
+		// load would be refused for as long as the load lasts).
 		return
 	}
 	// Retry at once with the cookie.

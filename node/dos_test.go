@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/x0tta6bl4/x0t/handshake"
 	"github.com/x0tta6bl4/x0t/identity"
 	"github.com/x0tta6bl4/x0t/wire"
 )
@@ -109,5 +110,50 @@ func TestCookiesUnderLoad(t *testing.T) {
 		counter(a, "CookiesSent"), cookieReplies.Load(), recovered.Round(time.Millisecond), counter(a, "HSRateLimited"), counter(a, "DropQueueFull"))
 	if cookieReplies.Load() == 0 {
 		t.Fatal("the flooder received no cookie reply")
+	}
+}
+
+// TestCookieForResponse: a peer under load answers the node's handshake
+// response with a cookie reply. The node keeps the cookie, as WireGuard does,
+// so that its next response to that peer carries mac2 and gets through;
+// before, it dropped the reply, and every response to a peer under load was
+// refused for as long as the load lasted.
+func TestCookieForResponse(t *testing.T) {
+	m := newLab(t, nil)
+	nodes := addNodes(t, m, []string{"alpha"})
+	startAll(t, nodes)
+	a := nodes[0]
+	trust, _ := identity.NewTrust(m.CA, time.Now())
+	key, cert, _ := m.Issue("busy", 30, time.Now(), time.Hour)
+	r := newRawPeer(t, a, key, cert, trust)
+	busy := handshake.NewCookieChecker(cert.Keys.DH) // the raw peer's own checker
+	from := a.Conn.LocalAddr()
+
+	r.sendMsg(r.initiation(1).Message)
+	resp := r.recvResponse(5 * time.Second)
+	if resp == nil {
+		t.Fatal("no response to a genuine initiation")
+	}
+	if err := busy.CheckMAC1(resp); err != nil {
+		t.Fatalf("response mac1: %v", err)
+	}
+	if err := busy.CheckMAC2(resp, from, time.Now()); err == nil {
+		t.Fatal("a response carried mac2 before any cookie")
+	}
+	reply, err := busy.MakeReply(resp, from, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.send(reply)
+	// The reply and the next initiation pass the same queues in order; the
+	// initiation waits out the per-peer flood limit.
+	time.Sleep(2 * handshake.MinInitiationInterval)
+	r.sendMsg(r.initiation(2).Message)
+	resp = r.recvResponse(5 * time.Second)
+	if resp == nil {
+		t.Fatalf("no response to the second initiation: %v", a.Node.Stats().Snapshot())
+	}
+	if err := busy.CheckMAC2(resp, from, time.Now()); err != nil {
+		t.Fatalf("the response after a cookie reply: %v (HSUnexpected %d)", err, counter(a, "HSUnexpected"))
 	}
 }
