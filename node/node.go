@@ -82,7 +82,7 @@ type Node struct {
 	index   *indexTable
 
 	front   chan inboundMsg // handshake datagrams from the inbound loop
-	quota   sourceQuota     // per-source share of front
+	quota   *sourceQuota    // per-source share of front
 	work    chan inboundMsg // admitted handshake messages for the control loop
 	kicks   chan *Peer
 	unknown chan netip.AddrPort
@@ -153,6 +153,7 @@ func New(cfg Config) (*Node, error) {
 		underlayMTU: cmp.Or(cfg.UnderlayMTU, DefaultUnderlayMTU),
 		index:       newIndexTable(),
 		front:       make(chan inboundMsg, frontQueueLen),
+		quota:       newSourceQuota(),
 		work:        make(chan inboundMsg, workQueueLen),
 		kicks:       make(chan *Peer, 256),
 		unknown:     make(chan netip.AddrPort, 64),
