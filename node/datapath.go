@@ -387,8 +387,9 @@ func (n *Node) opened(e indexEntry, err error, now time.Time) bool {
 // onRelay handles a relayed data packet (type 6) from a neighbour: its link
 // layer is opened here; a packet for us is then opened end to end, a packet
 // for another node gets its hop limit decremented and is sealed for the next
-// link in place, or handed over bare (type 7) if that link is the last. It returns the neighbour, nil when the header is malformed
-// or its receiver index unknown (as openSession). It does not allocate.
+// link in place, or handed over bare (type 7) if that link is the last. It
+// returns the neighbour, nil when the header is malformed or its receiver
+// index unknown (as openSession). It does not allocate.
 func (n *Node) onRelay(in *inbound, m *transport.Message, b []byte, now time.Time) *Peer {
 	idx, counter, err := wire.ParseRelayHeader(b)
 	if err != nil {

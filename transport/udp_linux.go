@@ -220,10 +220,11 @@ func newReadState(c *UDPConn) *readState {
 
 // recvmmsg and sendmmsg use RawSyscall: the socket is non-blocking (the Go
 // poller waits for it) and the calls say MSG_DONTWAIT besides, so neither can
-// sleep, and announcing them to the scheduler buys nothing but cost. Every announced syscall that finds the
-// process's scheduler idle wakes its monitor thread, which then polls every
-// 20 µs for a millisecond; on a relay that goes idle between bursts that was
-// a tenth of its CPU (docs/perf.md). gVisor's fdbased endpoint does the same.
+// sleep, and announcing them to the scheduler buys nothing but cost. Every
+// announced syscall that finds the process's scheduler idle wakes its monitor
+// thread, which then polls every 20 µs for a millisecond; on a relay that goes
+// idle between bursts that was a tenth of its CPU (docs/perf.md). gVisor's
+// fdbased endpoint does the same.
 func (s *readState) recvmmsg(fd uintptr) bool {
 	for {
 		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])), uintptr(s.nhs), unix.MSG_DONTWAIT, 0, 0)

@@ -730,7 +730,8 @@ func TestViews(t *testing.T) {
 }
 
 // TestNonBlocking checks what the raw recvmmsg and sendmmsg calls rely on: the
-// socket never blocks, so a call on an empty socket returns EAGAIN at once.
+// socket is non-blocking, so that the Go poller waits for it, and a call on an
+// empty socket returns EAGAIN at once instead of sleeping in a raw syscall.
 func TestNonBlocking(t *testing.T) {
 	c := listen(t, "127.0.0.1:0")
 	var flags int
