@@ -43,6 +43,7 @@ type Options struct {
 	TUN       string         // kernel TUN name, unless Netstack
 	Netstack  bool           // userspace netstack instead of a TUN
 	MTU       int            // overlay MTU (0: default)
+	BusyPoll  time.Duration  // low-latency mode's window (node.Config.BusyPoll; 0: off)
 	Listen    netip.AddrPort // UDP underlay address
 	Endpoints []string       // addresses peers should use; default: this host's addresses with Listen's port
 	Logger    *slog.Logger
@@ -285,7 +286,7 @@ func New(st *State, c Client, opt Options) (*Agent, error) {
 		conn = opt.WrapConn(conn)
 	}
 	a.node, err = node.New(node.Config{Key: st.Key, Cert: st.Cert, Trust: trust, Device: dev, Conn: conn,
-		Keepalive: 25 * time.Second, Logger: opt.Logger})
+		Keepalive: 25 * time.Second, BusyPoll: opt.BusyPoll, Logger: opt.Logger})
 	if err != nil {
 		a.close()
 		return nil, err

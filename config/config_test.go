@@ -30,8 +30,12 @@ func TestParseSample(t *testing.T) {
 	if c.Cert != "/etc/x0t/node.crt" || c.CA != "/path/ca.crt" {
 		t.Errorf("paths not resolved: cert %q ca %q", c.Cert, c.CA)
 	}
-	if c.TUN != "x0t0" || c.MTU != DefaultMTU || time.Duration(c.Keepalive) != DefaultKeepalive {
-		t.Errorf("defaults: tun %q mtu %d keepalive %v", c.TUN, c.MTU, c.Keepalive)
+	if c.TUN != "x0t0" || c.MTU != DefaultMTU || time.Duration(c.Keepalive) != DefaultKeepalive || c.BusyPoll != 0 {
+		t.Errorf("defaults: tun %q mtu %d keepalive %v busy_poll %v", c.TUN, c.MTU, c.Keepalive, c.BusyPoll)
+	}
+	c, err = Parse([]byte(sample+"busy_poll: 10ms\n"), "/etc/x0t")
+	if err != nil || time.Duration(c.BusyPoll) != 10*time.Millisecond {
+		t.Errorf("busy_poll: %v, %v", c, err)
 	}
 	if len(c.Peers) != 2 || len(c.Peers[0].EndpointAddrs) != 2 || len(c.Peers[1].EndpointAddrs) != 0 {
 		t.Fatalf("peers: %+v", c.Peers)
@@ -56,6 +60,8 @@ func TestParseErrors(t *testing.T) {
 		{"mtu", base + "mtu: 100\n", "mtu"},
 		{"keepalive", base + "keepalive: 5ms\n", "keepalive"},
 		{"keepalive syntax", base + "keepalive: soon\n", "duration"},
+		{"busy_poll negative", base + "busy_poll: -1ms\n", "busy_poll"},
+		{"busy_poll too long", base + "busy_poll: 2s\n", "busy_poll"},
 		{"peer without cert", base + "peers:\n  - endpoints: [10.0.0.2:1]\n", "peers[0].cert"},
 		{"bad endpoint", base + "peers:\n  - cert: x\n    endpoints: [10.0.0.2]\n", "peers[0].endpoints"},
 		{"zero port", base + "peers:\n  - cert: x\n    endpoints: [10.0.0.2:0]\n", "not a usable"},
@@ -86,6 +92,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if c.MTU < MinMTU || c.MTU > MaxMTU {
 			t.Fatalf("accepted mtu %d", c.MTU)
+		}
+		if c.BusyPoll < 0 || time.Duration(c.BusyPoll) > MaxBusyPoll {
+			t.Fatalf("accepted busy_poll %v", time.Duration(c.BusyPoll))
 		}
 		for _, p := range c.Peers {
 			if len(p.EndpointAddrs) != len(p.Endpoints) {

@@ -132,7 +132,9 @@ func (n *Node) newOutbound() *outbound {
 // outboundLoop moves packets from the device to peers.
 func (n *Node) outboundLoop() error {
 	o := n.newOutbound()
+	bp := n.newBusyPoll(n.cfg.Device)
 	for {
+		bp.wait()
 		k, err := n.cfg.Device.Read(o.bufs, o.sizes, headroom)
 		if err != nil {
 			switch {
@@ -147,6 +149,9 @@ func (n *Node) outboundLoop() error {
 			}
 		}
 		n.sealBatch(o, k, n.now())
+		if k > 0 {
+			bp.moved()
+		}
 	}
 }
 
@@ -256,7 +261,9 @@ func (in *inbound) toDevice(ipt []byte) {
 // or the control loop.
 func (n *Node) inboundLoop() error {
 	in := n.newInbound()
+	bp := n.newBusyPoll(n.cfg.Conn)
 	for {
+		bp.wait()
 		k, err := in.read(n.cfg.Conn)
 		if err != nil {
 			if n.isClosed() || closedErr(err) {
@@ -265,7 +272,11 @@ func (n *Node) inboundLoop() error {
 			n.log.Debug("receive failed", "err", err)
 			continue
 		}
+		forwarded := n.stats.Forwarded.Load()
 		n.openBatch(in, k, n.now())
+		if len(in.tunBufs) > 0 || n.stats.Forwarded.Load() != forwarded {
+			bp.moved()
+		}
 	}
 }
 

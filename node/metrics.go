@@ -74,6 +74,8 @@ var (
 		"Packets dropped, by reason.", labelReason)
 	descTooBigSent = newDesc("x0t_node_packet_too_big_sent_total",
 		"ICMP packet-too-big messages written to the device for packets too big for their relayed path.")
+	descBusyPoll = newDesc("x0t_node_busy_polls_total",
+		"Low-latency mode: polls of the device or socket that saw a packet (ready) or whose window closed first (expired).", "result")
 	descHeal = newDesc("x0t_node_heal_actions_total",
 		"Actions the self-healing (MAPE-K) loop issued, by action.", "action")
 
@@ -126,6 +128,8 @@ var statMetrics = map[string]statMetric{
 	"RouteChanges":        {descRouteChanges, nil},
 	"Failovers":           {descFailovers, nil},
 	"RouteRejected":       {descRouteRejected, nil},
+	"BusyPollReady":       {descBusyPoll, []string{"ready"}},
+	"BusyPollExpired":     {descBusyPoll, []string{"expired"}},
 
 	"DropNoRoute":        {descDrops, []string{"no_route"}},
 	"DropStageFull":      {descDrops, []string{"stage_full"}},

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/x0tta6bl4/x0t/config"
 	"github.com/x0tta6bl4/x0t/handshake"
 	"github.com/x0tta6bl4/x0t/heal"
 	"github.com/x0tta6bl4/x0t/identity"
@@ -51,8 +52,15 @@ type Config struct {
 	// UnderlayMTU is the largest IP packet the underlay carries whole
 	// (DefaultUnderlayMTU if 0); it bounds packets relayed through the mesh.
 	UnderlayMTU int
-	Logger      *slog.Logger
-	Now         func() time.Time // nil means time.Now
+	// BusyPoll, if positive, turns on the low-latency mode: after traffic
+	// the data-path loops poll the device and the socket without sleeping
+	// for this long before they block (package busypoll), so that a packet
+	// arriving within the window needs no thread wakeup. Each loop may take a
+	// CPU while it polls. 0 is off; at most config.MaxBusyPoll. Only a kernel TUN
+	// and the Linux UDP socket can be polled; with others it does nothing.
+	BusyPoll time.Duration
+	Logger   *slog.Logger
+	Now      func() time.Time // nil means time.Now
 }
 
 // Timing of the control loop.
@@ -125,6 +133,9 @@ type linkMsg struct {
 func New(cfg Config) (*Node, error) {
 	if cfg.Key == nil || cfg.Cert == nil || cfg.Trust == nil || cfg.Device == nil || cfg.Conn == nil {
 		return nil, errors.New("node: config needs key, certificate, trust, device and conn")
+	}
+	if cfg.BusyPoll < 0 || cfg.BusyPoll > config.MaxBusyPoll {
+		return nil, fmt.Errorf("node: busy-poll window %v outside 0..%v", cfg.BusyPoll, config.MaxBusyPoll)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -89,7 +89,7 @@ func OpenStatic(c *config.Node, logger *slog.Logger) (*Static, error) {
 	}
 	s.Node, err = New(Config{
 		Key: key, Cert: cert, Trust: trust, Device: dev, Conn: s.Conn,
-		Peers: peers, Keepalive: keepalive, Logger: logger,
+		Peers: peers, Keepalive: keepalive, BusyPoll: time.Duration(c.BusyPoll), Logger: logger,
 	})
 	if err != nil {
 		s.Close()

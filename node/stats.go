@@ -31,6 +31,8 @@ type Stats struct {
 	Failovers           atomic.Uint64 // destinations moved to their alternate next hop when a link died
 	Rekeys              atomic.Uint64 // handshakes completed with a peer that already had a session (either role)
 	HandshakesTimedOut  atomic.Uint64 // our initiations that went unanswered until the retry timer fired
+	BusyPollReady       atomic.Uint64 // low-latency mode: polls that saw a packet arrive (or waiting) before the window closed
+	BusyPollExpired     atomic.Uint64 // low-latency mode: polls whose window closed with nothing to read
 
 	DropNoRoute        atomic.Uint64 // outbound packet for an address no peer owns
 	DropStageFull      atomic.Uint64 // outbound packet while the session was not up and the queue was full

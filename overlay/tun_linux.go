@@ -15,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/x0tta6bl4/x0t/internal/busypoll"
 )
 
 // tunCloneDevice is the device wireguard-go opens; a variable so a test can
@@ -97,8 +99,8 @@ func CreateTUN(cfg TUNConfig) (*TUN, error) {
 		}
 		return nil, wrap(err)
 	}
-	t := &TUN{name: cfg.Name, nl: h, dev: newTUNDevice(dev)}
-	t.dev.t = t
+	t := &TUN{name: cfg.Name, nl: h}
+	t.dev = newTUNDevice(dev, t)
 	if err := t.configure(cfg); err != nil {
 		return nil, errors.Join(wrap(err), t.Close())
 	}
@@ -273,10 +275,16 @@ type tunDevice struct {
 	tun.Device
 	t      *TUN
 	events chan tun.Event
+	poll   *busypoll.Poller // nil if the device has no pollable file
 }
 
-func newTUNDevice(dev tun.Device) *tunDevice {
-	d := &tunDevice{Device: dev, events: make(chan tun.Event, 8)}
+func newTUNDevice(dev tun.Device, t *TUN) *tunDevice {
+	d := &tunDevice{Device: dev, t: t, events: make(chan tun.Event, 8)}
+	if f, ok := dev.(interface{ File() *os.File }); ok {
+		if rc, err := f.File().SyscallConn(); err == nil {
+			d.poll = busypoll.New(rc, &t.closing)
+		}
+	}
 	go d.pumpEvents(dev.Events())
 	return d
 }
@@ -329,6 +337,17 @@ func (d *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		return 0, os.ErrClosed
 	}
 	return n, err
+}
+
+// WaitReadable polls the device without sleeping until a packet waits or
+// until passes (package busypoll) and reports whether Read will return at
+// once. Call it from the reading goroutine; a closing TUN reports false.
+func (d *tunDevice) WaitReadable(until time.Time) bool {
+	if d.poll == nil {
+		return false
+	}
+	ready, _ := d.poll.Wait(until) // an error comes back from the read
+	return ready
 }
 
 // Write writes the packets bufs[i][offset:] and returns len(bufs) on

@@ -692,3 +692,51 @@ func TestCreateTUNUnprivileged(t *testing.T) {
 		t.Fatalf("CreateTUN without CAP_NET_ADMIN: %v, want os.ErrPermission", err)
 	}
 }
+
+// TestTUNWaitReadable: the low-latency mode's poll of the TUN gives up at its
+// deadline when nothing comes, sees a packet the kernel routes into the
+// device, and reports false once the TUN is closing.
+func TestTUNWaitReadable(t *testing.T) {
+	ns := enterNetns(t)
+	tn, err := CreateTUN(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := tn.Device().(interface{ WaitReadable(time.Time) bool })
+	// The kernel may still send router solicitations or MLD reports for the
+	// new link: read those away first.
+	for dev.WaitReadable(time.Now().Add(300 * time.Millisecond)) {
+		bufs, sizes := [][]byte{make([]byte, off+65535)}, []int{0}
+		if _, err := tn.Device().Read(bufs, sizes, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireInNetns(t, ns)
+	c, err := net.ListenPacket("udp4", meshV4.Addr().String()+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer := &net.UDPAddr{IP: net.IPv4(100, 64, 0, 2), Port: 9}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		c.WriteTo([]byte("x0t busy poll"), peer)
+	}()
+	if !dev.WaitReadable(time.Now().Add(10 * time.Second)) {
+		t.Fatal("WaitReadable missed a packet routed into the TUN")
+	}
+	bufs, sizes := [][]byte{make([]byte, off+65535)}, []int{0}
+	if n, err := tn.Device().Read(bufs, sizes, off); n != 1 || err != nil {
+		t.Fatalf("Read after WaitReadable = %d, %v", n, err)
+	}
+	if d, _ := ParseDst(bufs[0][off : off+sizes[0]]); d != netip.MustParseAddr("100.64.0.2") {
+		t.Errorf("read a packet for %v", d)
+	}
+
+	if err := tn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if dev.WaitReadable(time.Now().Add(10 * time.Second)) {
+		t.Error("WaitReadable on a closed TUN reported a packet")
+	}
+}

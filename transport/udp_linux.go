@@ -11,9 +11,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/x0tta6bl4/x0t/internal/busypoll"
 )
 
 const (
@@ -62,7 +65,8 @@ type UDPConn struct {
 	zones zoneCache
 
 	readMu sync.Mutex
-	rd     *readState // guarded by readMu
+	rd     *readState       // guarded by readMu
+	poll   *busypoll.Poller // guarded by readMu
 
 	writeMu   sync.Mutex
 	writeFree []*writeState // guarded by writeMu
@@ -122,7 +126,21 @@ func newUDPConn(uc *net.UDPConn) (*UDPConn, error) {
 		c.local = netip.AddrPortFrom(c.local.Addr().Unmap(), c.local.Port())
 	}
 	c.rd = newReadState(c)
+	c.poll = busypoll.New(rc, &c.closed)
 	return c, nil
+}
+
+// WaitReadable polls the socket without sleeping until a datagram waits or
+// until passes (package busypoll) and reports whether ReadBatch will return
+// at once. Call it from the reading goroutine; a closed conn reports false.
+func (c *UDPConn) WaitReadable(until time.Time) bool {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.rd.pendHead < len(c.rd.pend) {
+		return true // the rest of a GRO read is stashed
+	}
+	ready, _ := c.poll.Wait(until) // an error comes back from the read
+	return ready
 }
 
 // LocalAddr returns the bound address; with port 0 at listen, the port chosen.

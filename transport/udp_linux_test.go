@@ -787,3 +787,46 @@ func TestGSOWhole(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitReadable: the low-latency mode's poll sees a datagram arrive, sees
+// datagrams the conn has stashed from a GRO read though the socket is
+// empty, gives up at its deadline, and reports false once the conn is closed.
+func TestWaitReadable(t *testing.T) {
+	a, b := listen(t, "127.0.0.1:0"), listen(t, "127.0.0.1:0")
+	if b.WaitReadable(time.Now().Add(20 * time.Millisecond)) {
+		t.Fatal("WaitReadable on an empty socket reported a datagram")
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		a.WriteBatch(outMsgs(b.LocalAddr(), 0, 100))
+	}()
+	if !b.WaitReadable(time.Now().Add(10 * time.Second)) {
+		t.Fatal("WaitReadable missed a datagram")
+	}
+	recvN(t, b, inMsgs(1, 0, 200), 1)
+
+	if _, groCap, _ := b.offload(); groCap {
+		turnGROOn(t, a, b)
+		sent := outMsgs(b.LocalAddr(), 0, sizes(40, 500)...)
+		if err := a.WriteBatch(sent); err != nil {
+			t.Fatal(err)
+		}
+		// Small buffers: the rest of the coalesced read waits in the conn.
+		if !b.WaitReadable(time.Now().Add(10 * time.Second)) {
+			t.Fatal("WaitReadable missed a GRO batch")
+		}
+		recvN(t, b, inMsgs(10, 0, 600), 10)
+		if b.rd.pendHead == len(b.rd.pend) {
+			t.Skip("the kernel did not coalesce the batch: nothing stashed")
+		}
+		if !b.WaitReadable(time.Now()) {
+			t.Error("WaitReadable does not count stashed datagrams")
+		}
+		recvN(t, b, inMsgs(40, 0, 600), 30)
+	}
+
+	b.Close()
+	if b.WaitReadable(time.Now().Add(10 * time.Second)) {
+		t.Error("WaitReadable on a closed conn reported a datagram")
+	}
+}

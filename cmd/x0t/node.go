@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +34,7 @@ type nodeFlags struct {
 	listen      string
 	endpoints   []string
 	mtu         int
+	busyPoll    time.Duration
 	socket      string
 	socketGroup string
 }
@@ -76,6 +78,7 @@ Control plane: x0t node up --control URL --token TOKEN --state DIR [--name NAME]
 	fl.StringVar(&f.listen, "listen", "0.0.0.0:4242", "UDP underlay address (control plane mode)")
 	fl.StringSliceVar(&f.endpoints, "endpoint", nil, "address peers should use to reach this node (default: this host's addresses)")
 	fl.IntVar(&f.mtu, "mtu", 0, "overlay MTU (default 1420)")
+	fl.DurationVar(&f.busyPoll, "busy-poll", 0, "low-latency mode: after traffic, poll the TUN and socket without sleeping for this long (e.g. 10ms; up to 2 CPUs while polling; config key busy_poll)")
 	fl.StringVar(&f.socket, "socket", "", "local API socket (default /run/x0t/x0t.sock; config key socket)")
 	fl.StringVar(&f.socketGroup, "socket-group", "", "group allowed to use the local API (default: root only)")
 	n.AddCommand(up)
@@ -86,6 +89,9 @@ func runStatic(ctx context.Context, g *globalFlags, f *nodeFlags) error {
 	c, err := config.Load(f.config)
 	if err != nil {
 		return err
+	}
+	if f.busyPoll != 0 {
+		c.BusyPoll = config.Duration(f.busyPoll)
 	}
 	log, err := g.logger(c.LogLevel)
 	if err != nil {
@@ -172,7 +178,7 @@ func runEnrolled(ctx context.Context, g *globalFlags, f *nodeFlags, cmd *cobra.C
 	nc := client.Node(st.Key)
 	opt := agent.Options{
 		Token: firstOf(f.token, os.Getenv("X0T_TOKEN")), Name: st.Name, TUN: f.tun, Netstack: f.netstack,
-		MTU: f.mtu, Listen: listen, Endpoints: f.endpoints, Logger: log,
+		MTU: f.mtu, BusyPoll: f.busyPoll, Listen: listen, Endpoints: f.endpoints, Logger: log,
 	}
 	// A spinner only on a terminal; the log says the same in pipes.
 	if rep := progress.New(cmd.ErrOrStderr()); rep.Enabled() {
