@@ -22,20 +22,25 @@
 #   PING_BUSY_INTERVAL=0.0005  the same for a second series, a steady stream
 #                   (stream rtt): CPUs that go idle between echoes make every
 #                   wakeup slow on a VM, so both are shown
+#   BUSY_POLL=10ms  after the rounds, restart the x0t nodes in the low-latency
+#                   mode (node up --busy-poll BUSY_POLL) and measure ping and
+#                   one-stream TCP again, ROUNDS times; 0 skips it
 #   IPERF_LOG=file  append each TCP run's retransmissions (iperf3's count) to file
 #   PROFILE=dir     also save 5 s CPU profiles of every x0t node during a
 #                   single-stream run, direct and relayed, as
 #                   dir/{x0t,relay}-{a,b,c}.pprof (needs curl)
 #
 # Cells: tcp1 = one TCP stream, tcp4 = four (-P 4), udp = UDP at full speed
-# (-u -b 0 -l UDP_LEN), all in Gbit/s as received; rtt = median ping RTT in µs.
+# (-u -b 0 -l UDP_LEN), all in Gbit/s as received; rtt = median ping RTT in µs;
+# cpu_cores = CPU time of all x0t nodes over the sparse ping series' wall time.
 # Every cell is the median over the rounds. Machine-readable lines close the
 # report, the last one being
 #   RATIO x0t/wireguard-go tcp1=0.93 tcp4=1.02 udp=0.88 rtt=1.10
 # (rtt is a ratio of latencies: lower is better for x0t; NA where not measured),
 # after
 #   RELAY x0t a-b-c/a-b tcp1=0.85 tcp4=0.90 udp=0.80
-#   LATENCY x0t-veth rtt_us=+45 stream_rtt_us=+40 (limit +100)
+#   LATENCY x0t-veth rtt_us=+45 stream_rtt_us=+40 relayed_rtt_us=+60 cpu_cores=0.10 (limit +100)
+#   LATENCY x0t--busy-poll=10ms-veth rtt_us=+30 stream_rtt_us=+20 relayed_rtt_us=+45 cpu_cores=1.20 (limit +100)
 #   ALLOCS x0t node-a mallocs/packet=0.001 node-b mallocs/packet=0.002
 #
 # Needs root, iproute2, iperf3, iputils-ping, procps; for wg also wireguard-tools
@@ -65,6 +70,7 @@ UDP_LEN=${UDP_LEN:-1400}
 PING_COUNT=${PING_COUNT:-200}
 PING_INTERVAL=${PING_INTERVAL:-0.005}
 PING_BUSY_INTERVAL=${PING_BUSY_INTERVAL:-0.0005}
+BUSY_POLL=${BUSY_POLL:-10ms}
 PROFILE=${PROFILE:-}
 
 while (($#)); do
@@ -140,8 +146,8 @@ if want relay; then
 	SIDES+=(c)
 fi
 
-declare -A ADDR=([veth]=10.99.0.2 [x0t]=100.64.0.2 [relay]=100.64.0.3 [wg]=10.77.0.2)
-declare -A LABEL=([veth]=veth [x0t]=x0t [relay]=x0t-relay [wg]=wireguard-go)
+declare -A ADDR=([veth]=10.99.0.2 [x0t]=100.64.0.2 [relay]=100.64.0.3 [wg]=10.77.0.2 [x0tbp]=100.64.0.2 [relaybp]=100.64.0.3)
+declare -A LABEL=([veth]=veth [x0t]=x0t [relay]=x0t-relay [wg]=wireguard-go [x0tbp]=x0t-busy-poll [relaybp]=x0t-relay-busy-poll)
 declare -A MTU=([veth]=1500)
 declare -A INFO=()
 declare -A X0T_PID=() WG_PID=()
@@ -206,6 +212,36 @@ if want wg; then
 	INFO[wg]="$WG_GO ($(go version -m "$WG_GO" 2>/dev/null | awk '$1 == "mod" {print $3}' || true))"
 fi
 
+# start_x0t [ARG...]: start an x0t node in every namespace, with ARGs added to
+# `node up`, and wait until a reaches b (and c through b).
+start_x0t() {
+	local side
+	for side in "${SIDES[@]}"; do
+		lib_bg "$(lib_ns_name "$side")" "$T/x0t-$side.log" "$X0T" node up --config "$T/x0t-$side.yaml" \
+			--debug-listen 127.0.0.1:6060 "$@"
+		X0T_PID[$side]=$LIB_LAST_PID
+	done
+	if ! wait_ping "$NS_A" 100.64.0.2 30 "${X0T_PID[a]}" || ! wait_ping "$NS_B" 100.64.0.1 5 "${X0T_PID[b]}" ||
+		{ want relay && ! wait_ping "$NS_A" 100.64.0.3 30 "${X0T_PID[c]}"; }; then
+		for side in "${SIDES[@]}"; do
+			echo "--- x0t node $side:" >&2
+			tail -n 30 "$T/x0t-$side.log" >&2 || true
+		done
+		lib_die "no ping over x0t within 30 s"
+	fi
+}
+
+# stop_x0t: the nodes must stop cleanly on SIGTERM and take their TUN with them.
+stop_x0t() {
+	local side rc left
+	for side in "${SIDES[@]}"; do
+		rc=0
+		lib_stop "${X0T_PID[$side]}" 5 || rc=$?
+		left=$(ip -n "$(lib_ns_name "$side")" -o link show dev x0t0 2>/dev/null || true)
+		lib_log "x0t node $side stopped: exit status $rc${left:+; x0t0 still exists}"
+	done
+}
+
 if want x0t; then
 	"$X0T" ca init --name bench --out "$T/ca" >"$T/x0t-ca.log" 2>&1 ||
 		{ cat "$T/x0t-ca.log" >&2; lib_die "x0t ca init failed"; }
@@ -239,18 +275,8 @@ if want x0t; then
 				[[ -n $ep ]] && echo "    endpoints: [$ep]"
 			done
 		} >"$T/x0t-$side.yaml"
-		lib_bg "$(lib_ns_name "$side")" "$T/x0t-$side.log" "$X0T" node up --config "$T/x0t-$side.yaml" \
-			--debug-listen 127.0.0.1:6060
-		X0T_PID[$side]=$LIB_LAST_PID
 	done
-	if ! wait_ping "$NS_A" 100.64.0.2 30 "${X0T_PID[a]}" || ! wait_ping "$NS_B" 100.64.0.1 5 "${X0T_PID[b]}" ||
-		{ want relay && ! wait_ping "$NS_A" 100.64.0.3 30 "${X0T_PID[c]}"; }; then
-		for side in "${SIDES[@]}"; do
-			echo "--- x0t node $side:" >&2
-			tail -n 30 "$T/x0t-$side.log" >&2 || true
-		done
-		lib_die "no ping over x0t within 30 s"
-	fi
+	start_x0t
 	MTU[x0t]=$(link_mtu "$NS_A" x0t0)
 	INFO[x0t]=$X0T
 fi
@@ -297,10 +323,30 @@ iperf_once() {
 	awk -v b="$bps" 'BEGIN {printf "%.3f\n", b / 1e9}'
 }
 
-# ping_once VARIANT CELL INTERVAL: append per-packet RTTs in µs to RESULTS.
+# x0t_ticks: CPU time so far of the running x0t nodes, in clock ticks
+# (/proc/PID/stat utime + stime; the command name in field 2 has no spaces).
+x0t_ticks() {
+	local side sum=0 f
+	for side in "${SIDES[@]}"; do
+		read -ra f <"/proc/${X0T_PID[$side]}/stat" || continue
+		sum=$((sum + f[13] + f[14]))
+	done
+	echo "$sum"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# ping_once VARIANT CELL INTERVAL: append per-packet RTTs in µs to RESULTS;
+# for an x0t variant also the nodes' CPU use meanwhile, as cell cpu_CELL.
 ping_once() {
+	local t0 c0 t1 c1
+	[[ $1 == x0t* || $1 == relay* ]] && t0=$(date +%s.%N) c0=$(x0t_ticks)
 	ip netns exec "$NS_A" ping -n -c "$PING_COUNT" -i "$3" -W 1 "${ADDR[$1]}" 2>/dev/null |
 		awk -v v="$1" -v c="$2" '/time=/ {sub(/.*time=/, ""); printf "%s %s %.0f\n", v, c, $1 * 1000}' >>"$RESULTS" || true
+	if [[ -n ${c0:-} ]]; then
+		t1=$(date +%s.%N) c1=$(x0t_ticks)
+		awk -v v="$1" -v c="$2" -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v s="$t0" -v e="$t1" \
+			'BEGIN {printf "%s cpu_%s %.3f\n", v, c, t / hz / (e - s)}' >>"$RESULTS"
+	fi
 }
 
 CELLS=(tcp1 tcp4 udp)
@@ -369,13 +415,26 @@ if want x0t; then
 		profile x0t
 		want relay && profile relay
 	fi
-	# The nodes must stop cleanly on SIGTERM and take their TUN with them.
-	for side in "${SIDES[@]}"; do
-		rc=0
-		lib_stop "${X0T_PID[$side]}" 5 || rc=$?
-		left=$(ip -n "$(lib_ns_name "$side")" -o link show dev x0t0 2>/dev/null || true)
-		lib_log "x0t node $side stopped: exit status $rc${left:+; x0t0 still exists}"
-	done
+	stop_x0t
+	# The low-latency mode: the same nodes restarted with --busy-poll. Sparse
+	# echoes are where it matters (docs/perf.md: every echo otherwise wakes
+	# four threads on idle vCPUs); one TCP stream shows what it costs or buys
+	# under load.
+	if [[ $BUSY_POLL != 0 ]]; then
+		lib_log "restarting the x0t nodes with --busy-poll $BUSY_POLL"
+		start_x0t --busy-poll "$BUSY_POLL"
+		for ((r = 1; r <= ROUNDS; r++)); do
+			g=$(iperf_once x0tbp tcp1)
+			echo "x0tbp tcp1 $g" >>"$RESULTS"
+			lib_log "round $r/$ROUNDS busy-poll: tcp1 ${LABEL[x0tbp]}=$g"
+			for v in x0tbp relaybp; do
+				[[ $v == relaybp ]] && ! want relay && continue
+				ping_once "$v" rtt "$PING_INTERVAL"
+				ping_once "$v" rttb "$PING_BUSY_INTERVAL"
+			done
+		done
+		stop_x0t
+	fi
 fi
 for pid in "${IPERF_PIDS[@]}"; do lib_stop "$pid" 2 || true; done
 
@@ -393,9 +452,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "NA" || b == "NA" || b == 0) 
 fmt() { awk -v x="$1" -v d="$2" 'BEGIN {if (x == "NA") print "NA"; else printf "%.*f\n", d, x}'; }
 
 declare -A M=()
-for v in veth x0t relay wg; do
-	for c in "${CELLS[@]}" rtt rttb; do
-		if want "$v"; then M[$v.$c]=$(median "$v" "$c"); else M[$v.$c]=NA; fi
+for v in veth x0t relay wg x0tbp relaybp; do
+	for c in "${CELLS[@]}" rtt rttb cpu_rtt; do
+		M[$v.$c]=$(median "$v" "$c") # NA where not measured
 	done
 done
 
@@ -424,11 +483,25 @@ if want relay; then
 	done
 	printf '%-14s %10s %10s %14s\n' "rtt µs (med)" "$(fmt "${M[x0t.rtt]}" 0)" "$(fmt "${M[relay.rtt]}" 0)" "$(ratio "${M[relay.rtt]}" "${M[x0t.rtt]}")"
 fi
+if [[ ${M[x0tbp.rtt]} != NA ]]; then
+	echo
+	echo "low-latency mode, node up --busy-poll $BUSY_POLL (same nodes, restarted):"
+	printf '%-14s %10s %10s %14s %10s %14s\n' "" veth x0t "x0t busy-poll" x0t-relay "relay busy-poll"
+	printf '%-14s %10s %10s %14s %10s %14s\n' "rtt µs (med)" "$(fmt "${M[veth.rtt]}" 0)" "$(fmt "${M[x0t.rtt]}" 0)" \
+		"$(fmt "${M[x0tbp.rtt]}" 0)" "$(fmt "${M[relay.rtt]}" 0)" "$(fmt "${M[relaybp.rtt]}" 0)"
+	printf '%-14s %10s %10s %14s %10s %14s\n' "rtt, stream" "$(fmt "${M[veth.rttb]}" 0)" "$(fmt "${M[x0t.rttb]}" 0)" \
+		"$(fmt "${M[x0tbp.rttb]}" 0)" "$(fmt "${M[relay.rttb]}" 0)" "$(fmt "${M[relaybp.rttb]}" 0)"
+	printf '%-14s %10s %10s %14s %10s %14s\n' "CPU, cores" "" "$(fmt "${M[x0t.cpu_rtt]}" 2)" \
+		"$(fmt "${M[x0tbp.cpu_rtt]}" 2)" "$(fmt "${M[relay.cpu_rtt]}" 2)" "$(fmt "${M[relaybp.cpu_rtt]}" 2)"
+	printf '%-14s %10s %10s %14s\n' "tcp1 Gbit/s" "$(fmt "${M[veth.tcp1]}" 2)" "$(fmt "${M[x0t.tcp1]}" 2)" "$(fmt "${M[x0tbp.tcp1]}" 2)"
+	echo "  (CPU: all x0t nodes' CPU time over the wall time of the echoes ${PING_INTERVAL}s apart)"
+fi
 echo
 echo "samples (min..max over rounds):"
-for v in "${VARIANTS[@]}"; do
+for v in "${VARIANTS[@]}" x0tbp relaybp; do
+	[[ ${M[$v.rtt]} == NA ]] && continue
 	line="  ${LABEL[$v]}:"
-	for c in "${CELLS[@]}"; do line+=" $c $(spread "$v" "$c")"; done
+	for c in "${CELLS[@]}"; do [[ ${M[$v.$c]} != NA ]] && line+=" $c $(spread "$v" "$c")"; done
 	line+=" rtt_us $(spread "$v" rtt) stream_rtt_us $(spread "$v" rttb)"
 	echo "$line"
 done
@@ -440,7 +513,13 @@ done
 want relay && echo "RELAY x0t a-b-c/a-b tcp1=$(ratio "${M[relay.tcp1]}" "${M[x0t.tcp1]}") tcp4=$(ratio "${M[relay.tcp4]}" "${M[x0t.tcp4]}") udp=$(ratio "${M[relay.udp]}" "${M[x0t.udp]}")"
 if want x0t && want veth; then
 	diff() { awk -v x="$1" -v v="$2" 'BEGIN {if (x == "NA" || v == "NA") print "NA"; else printf "%+.0f\n", x - v}'; }
-	echo "LATENCY x0t-veth rtt_us=$(diff "${M[x0t.rtt]}" "${M[veth.rtt]}") stream_rtt_us=$(diff "${M[x0t.rttb]}" "${M[veth.rttb]}") (limit +100)"
+	for v in x0t x0tbp; do
+		[[ ${M[$v.rtt]} == NA ]] && continue
+		r=relay name=x0t-veth
+		[[ $v == x0tbp ]] && r=relaybp name="x0t--busy-poll=$BUSY_POLL-veth"
+		echo "LATENCY $name rtt_us=$(diff "${M[$v.rtt]}" "${M[veth.rtt]}") stream_rtt_us=$(diff "${M[$v.rttb]}" "${M[veth.rttb]}")" \
+			"relayed_rtt_us=$(diff "${M[$r.rtt]}" "${M[veth.rtt]}") cpu_cores=$(fmt "${M[$v.cpu_rtt]}" 2) (limit +100)"
+	done
 fi
 [[ -n $ALLOCS_LINE ]] && echo "$ALLOCS_LINE"
 echo "RATIO x0t/wireguard-go tcp1=$(ratio "${M[x0t.tcp1]}" "${M[wg.tcp1]}") tcp4=$(ratio "${M[x0t.tcp4]}" "${M[wg.tcp4]}") udp=$(ratio "${M[x0t.udp]}" "${M[wg.udp]}") rtt=$(ratio "${M[x0t.rtt]}" "${M[wg.rtt]}")"
