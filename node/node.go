@@ -55,9 +55,10 @@ type Config struct {
 	// BusyPoll, if positive, turns on the low-latency mode: after traffic
 	// the data-path loops poll the device and the socket without sleeping
 	// for this long before they block (package busypoll), so that a packet
-	// arriving within the window needs no thread wakeup. Each loop may take a
-	// CPU while it polls. 0 is off; at most config.MaxBusyPoll. Only a kernel TUN
-	// and the Linux UDP socket can be polled; with others it does nothing.
+	// arriving within the window needs no thread wakeup. Each loop may take
+	// a CPU while it polls. 0 is off; at most config.MaxBusyPoll. Only a
+	// kernel TUN and the Linux UDP socket can be polled; a loop on anything
+	// else sleeps as usual.
 	BusyPoll time.Duration
 	Logger   *slog.Logger
 	Now      func() time.Time // nil means time.Now
