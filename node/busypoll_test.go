@@ -16,14 +16,7 @@ import (
 // config.MaxBusyPoll, and accepts the bounds.
 func TestBusyPollWindow(t *testing.T) {
 	now := time.Now()
-	ca, caKey, err := identity.NewCA("busypoll", "", time.Hour, now.Add(-time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust, err := identity.NewTrust(ca, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey, trust := newTestCA(t, now)
 	key, err := identity.GenerateNodeKey()
 	if err != nil {
 		t.Fatal(err)
@@ -48,4 +41,19 @@ func TestBusyPollWindow(t *testing.T) {
 			t.Errorf("BusyPoll %v: New = %v", tc.window, err)
 		}
 	}
+}
+
+// newTestCA makes a CA valid for an hour from a minute before now, and a
+// trust store holding it.
+func newTestCA(tb testing.TB, now time.Time) (*identity.Certificate, *identity.SigningKey, *identity.Trust) {
+	tb.Helper()
+	ca, caKey, err := identity.NewCA("test", "", time.Hour, now.Add(-time.Minute))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	trust, err := identity.NewTrust(ca, now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ca, caKey, trust
 }

@@ -49,15 +49,9 @@ type dpMesh struct {
 func newDPMesh(tb testing.TB, k int) *dpMesh {
 	tb.Helper()
 	now := time.Now()
-	ca, caKey, err := identity.NewCA("bench", "", time.Hour, now.Add(-time.Minute))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	trust, err := identity.NewTrust(ca, now)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	ca, caKey, trust := newTestCA(tb, now)
 	m := &dpMesh{}
+	var err error
 	keys := make([]*identity.NodeKey, k)
 	certs := make([]*identity.Certificate, k)
 	for i := range k {
